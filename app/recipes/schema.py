@@ -1,0 +1,265 @@
+"""Serving recipes: the one source of every launch (model, hardware, engine flags, deployment,
+workload profile, SLO, expectations and the decision behind them).
+
+A recipe describes one pool: one Ray Serve deployment serving one model for one workload profile.
+A recipe set groups the recipes that run together as one application on one kind of node.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from datetime import date
+from typing import Annotated, Literal
+
+from pydantic import BaseModel, ConfigDict, Field, model_validator
+
+from deployments.common.model_source import ModelSource
+from deployments.embeddings.config import EmbeddingEngineConfig
+from deployments.llm.config import LLMEngineConfig
+from deployments.rerank.config import RerankEngineConfig
+from deployments.stt.config import SttEngineConfig
+
+Task = Literal["chat", "completion", "embed", "rerank", "transcribe"]
+Profile = Literal["fast_chat", "long_context", "batch", "ttft_critical", "embed", "rerank", "stt"]
+LLM_PROFILES: tuple[str, ...] = ("fast_chat", "long_context", "batch", "ttft_critical")
+
+EngineConfig = Annotated[
+    LLMEngineConfig | EmbeddingEngineConfig | RerankEngineConfig | SttEngineConfig,
+    Field(discriminator="kind"),
+]
+
+# Which engine kinds can serve which task.
+ENGINE_TASKS: dict[str, tuple[str, ...]] = {
+    "vllm": ("chat", "completion"),
+    "sentence-transformers": ("embed",),
+    "sentence-transformers-rerank": ("rerank",),
+    "faster-whisper": ("transcribe",),
+}
+
+
+class Strict(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+
+def content_hash(model: BaseModel) -> str:
+    """sha256 of a model's canonical JSON (sorted keys, defaults included)."""
+    body = json.dumps(model.model_dump(mode="json"), sort_keys=True, separators=(",", ":"))
+    return hashlib.sha256(body.encode()).hexdigest()
+
+
+class Architecture(Strict):
+    """What the VRAM estimate needs to know about an LLM."""
+
+    params_billion: float = Field(gt=0)
+    num_layers: int = Field(ge=1)
+    num_kv_heads: int = Field(ge=1)
+    head_dim: int = Field(ge=1)
+    weight_bytes_per_param: float = Field(2.0, gt=0, description="2 for bf16/fp16, 1 for fp8")
+
+
+class ModelSpec(Strict):
+    name: str = Field(min_length=1, description="The served model id clients send as `model`")
+    source: ModelSource
+    revision: str = Field(min_length=1, description="Upstream revision, package version or hash")
+    max_context: int | None = Field(None, ge=1, description="The model's own longest context")
+    architecture: Architecture | None = None
+
+
+class HardwareSpec(Strict):
+    accelerator: str = Field(description="cpu, or a GPU type such as nvidia-h100-80gb")
+    count: int = Field(1, ge=0, description="Accelerators one replica uses (TP size on GPU)")
+    memory_gib: float | None = Field(None, gt=0, description="Memory of one accelerator")
+
+
+class RuntimeSpec(Strict):
+    engine: Literal["vllm", "vllm-cpu", "sentence-transformers", "faster-whisper"]
+    version: str
+
+
+class AutoscalingSpec(Strict):
+    min_replicas: int = Field(1, ge=0)
+    max_replicas: int = Field(1, ge=1)
+    initial_replicas: int | None = Field(None, ge=0)
+    target_ongoing_requests: float = Field(2.0, gt=0)
+    upscale_delay_s: float = Field(30.0, ge=0)
+    downscale_delay_s: float = Field(600.0, ge=0)
+
+    @model_validator(mode="after")
+    def _ordered(self) -> AutoscalingSpec:
+        if self.min_replicas > self.max_replicas:
+            raise ValueError("min_replicas must not exceed max_replicas")
+        return self
+
+
+class DeploymentSpec(Strict):
+    autoscaling: AutoscalingSpec = Field(default_factory=AutoscalingSpec)
+    max_ongoing_requests: int = Field(ge=1, description="Requests in flight per replica")
+    max_queued_requests: int = Field(
+        ge=-1, description="Requests the ingress may hold for this pool beyond that; -1 = no limit"
+    )
+    retry_after_s: int = Field(1, ge=0, description="Retry-After of a 429 when the queue is full")
+    request_timeout_s: float = Field(300.0, gt=0, description="504 after this long")
+    num_cpus: float = Field(ge=0, description="CPUs per replica (fractions allowed)")
+    num_gpus: float = Field(0.0, ge=0, description="GPUs per replica; a fraction shares one GPU")
+    memory_gib: float | None = Field(None, gt=0, description="Host memory reserved per replica")
+    health_check_period_s: float = Field(10.0, gt=0)
+    health_check_timeout_s: float = Field(30.0, gt=0)
+    graceful_shutdown_timeout_s: float = Field(20.0, ge=0)
+
+
+class SLOSpec(Strict):
+    ttft_p99_ms: float | None = Field(None, gt=0)
+    tpot_p99_ms: float | None = Field(None, gt=0)
+    e2e_p99_ms: float | None = Field(None, gt=0)
+
+
+class ThroughputExpectation(Strict):
+    value: float = Field(gt=0)
+    unit: str = Field(description="e.g. output_tokens/s, texts/s, audio_s/s")
+    concurrency: int = Field(ge=1)
+    input_tokens: int | None = None
+    output_tokens: int | None = None
+
+
+class LatencyExpectation(Strict):
+    ttft_p50_ms: float | None = None
+    ttft_p99_ms: float | None = None
+    tpot_p50_ms: float | None = None
+    tpot_p99_ms: float | None = None
+    e2e_p50_ms: float | None = None
+    e2e_p99_ms: float | None = None
+    concurrency: int = Field(1, ge=1)
+
+
+class Expectations(Strict):
+    vram_gib: float | None = Field(None, ge=0, description="Expected device memory per GPU")
+    throughput: ThroughputExpectation | None = None
+    latency: LatencyExpectation | None = None
+    cold_start_s: float | None = Field(None, ge=0)
+    measured: str | None = Field(None, description="Where/when these numbers were measured")
+    notes: str = Field("", description="Throughput-vs-latency trade-offs behind the settings")
+
+
+class SharedPoolDecision(Strict):
+    """The recorded decision to let one pool serve several workload profiles."""
+
+    reason: str = Field(min_length=1)
+    owner: str = Field(min_length=1)
+    date: date
+
+
+class DecisionSpec(Strict):
+    owner: str = Field(min_length=1)
+    date: date
+    reason: str = Field(min_length=1, description="Why this model, hardware and these flags")
+    quality_gate: str = Field(min_length=1, description="What a rollout must pass vs its rollback")
+    rollback_to: str = Field(
+        min_length=1, description="recipe-id@version or an alias to fall back to"
+    )
+    max_context_reason: str | None = Field(
+        None, description="Why a non-long_context pool runs at the model's full context"
+    )
+    shared_pool: SharedPoolDecision | None = None
+
+
+class CostSpec(Strict):
+    usd_per_hour: float = Field(ge=0, description="Price of one replica's resources per hour")
+    basis: str = Field(description="How the rate was derived, e.g. '$3.00/GPU-h x 0.2 GPU'")
+
+
+class Recipe(Strict):
+    id: str = Field(pattern=r"^[a-z0-9][a-z0-9-]*$", description="Also the deployment name")
+    version: int = Field(ge=1)
+    description: str = ""
+    task: Task
+    profile: Profile
+    serves_profiles: list[Profile] = Field(
+        default_factory=list, description="Other profiles routed to this pool (needs a decision)"
+    )
+    aliases: list[str] = Field(default_factory=list, description="Model names routed to this pool")
+    default_pool: bool = Field(True, description="Serves the bare model id when it has many pools")
+    model: ModelSpec
+    hardware: HardwareSpec
+    runtime: RuntimeSpec
+    engine: EngineConfig
+    deployment: DeploymentSpec
+    slo: SLOSpec = Field(default_factory=SLOSpec)
+    expectations: Expectations = Field(default_factory=Expectations)
+    decision: DecisionSpec
+    cost: CostSpec
+
+    @model_validator(mode="after")
+    def _engine_fits_task(self) -> Recipe:
+        if self.task not in ENGINE_TASKS[self.engine.kind]:
+            raise ValueError(
+                f"engine kind '{self.engine.kind}' cannot serve task '{self.task}' "
+                f"(it serves {', '.join(ENGINE_TASKS[self.engine.kind])})"
+            )
+        return self
+
+    @property
+    def profiles(self) -> list[str]:
+        return [self.profile, *[p for p in self.serves_profiles if p != self.profile]]
+
+    @property
+    def content_hash(self) -> str:
+        """sha256 of the recipe's content: two launches with one hash ran the same thing."""
+        return content_hash(self)
+
+    @property
+    def ref(self) -> str:
+        return f"{self.id}@{self.version}+{self.content_hash[:12]}"
+
+
+class NodeSpec(Strict):
+    """The machine a recipe set is planned for."""
+
+    cpus: float = Field(gt=0)
+    gpus: int = Field(0, ge=0)
+    accelerator: str = "cpu"
+    gpu_memory_gib: float | None = Field(None, gt=0)
+    memory_gib: float | None = Field(None, gt=0)
+
+
+class GatewaySpec(Strict):
+    """The ingress deployment: FastAPI under @serve.ingress."""
+
+    host: str = "127.0.0.1"
+    port: int = Field(8000, ge=1, le=65535)
+    num_replicas: int = Field(1, ge=1)
+    num_cpus: float = Field(0.25, ge=0)
+    max_ongoing_requests: int = Field(1000, ge=1)
+    max_queued_requests: int = Field(-1, ge=-1)
+    retry_after_s: int = Field(1, ge=0)
+    max_body_bytes: int = Field(
+        32 * 1024 * 1024, ge=1, description="413 for a larger body (STT has its own limit)"
+    )
+    ready_timeout_s: float = Field(900.0, gt=0, description="Launcher gives up after this")
+    schedule_timeout_s: float = Field(
+        90.0, gt=0, description="Launcher fails if a replica stays unschedulable this long"
+    )
+
+
+class RecipeSet(Strict):
+    id: str = Field(pattern=r"^[a-z0-9][a-z0-9-]*$")
+    version: int = Field(ge=1)
+    description: str = ""
+    node: NodeSpec
+    recipes: list[str] = Field(min_length=1, description="recipe-id@version, each one pool")
+    gpu_sharing: list[list[str]] = Field(
+        default_factory=list,
+        description="Groups of recipe ids whose fractional GPUs share one device",
+    )
+    gateway: GatewaySpec = Field(default_factory=GatewaySpec)
+    ray_env: dict[str, str] = Field(
+        default_factory=dict, description="Environment for every replica (runtime_env.env_vars)"
+    )
+
+    @property
+    def content_hash(self) -> str:
+        return content_hash(self)
+
+    @property
+    def ref(self) -> str:
+        return f"{self.id}@{self.version}+{self.content_hash[:12]}"

@@ -1,0 +1,1 @@
+"""Pieces every model deployment shares: model sources, batching and thread settings."""

@@ -1,0 +1,80 @@
+"""Errors a deployment raises for a request it refuses; the ingress makes OpenAI error JSON.
+
+They cross the DeploymentHandle hop as Ray task errors that keep the original class, so the
+ingress can tell a client's mistake (4xx) from a failure of ours (5xx).
+"""
+
+from __future__ import annotations
+
+
+class ServingError(Exception):
+    """A request-level failure with an HTTP status and OpenAI error fields."""
+
+    status_code: int = 500
+    error_type: str = "server_error"
+    code: str | None = None
+
+    def __init__(self, message: str, *, param: str | None = None, code: str | None = None):
+        super().__init__(message)
+        self.message = message
+        self.param = param
+        if code is not None:
+            self.code = code
+
+    def __reduce__(self):  # keep param/code when pickled across the handle hop
+        return (_rebuild, (type(self), self.message, self.param, self.code))
+
+
+def _rebuild(cls: type[ServingError], message: str, param: str | None, code: str | None):
+    return cls(message, param=param, code=code)
+
+
+class InvalidRequest(ServingError):
+    status_code = 400
+    error_type = "invalid_request_error"
+
+
+class InputTooLong(InvalidRequest):
+    code = "context_length_exceeded"
+
+
+class PayloadTooLarge(ServingError):
+    status_code = 413
+    error_type = "invalid_request_error"
+    code = "payload_too_large"
+
+
+class UnsupportedMediaType(ServingError):
+    status_code = 415
+    error_type = "invalid_request_error"
+    code = "unsupported_media_type"
+
+
+class ModelNotFound(ServingError):
+    status_code = 404
+    error_type = "invalid_request_error"
+    code = "model_not_found"
+
+
+class Overloaded(ServingError):
+    """A pool's queue is full: the client should retry after `retry_after_s`."""
+
+    status_code = 429
+    error_type = "rate_limit_error"
+    code = "queue_full"
+
+    def __init__(self, message: str, *, retry_after_s: float = 1.0, **kwargs):
+        super().__init__(message, **kwargs)
+        self.retry_after_s = retry_after_s
+
+
+class EngineUnavailable(ServingError):
+    status_code = 503
+    error_type = "server_error"
+    code = "engine_unavailable"
+
+
+class RequestTimeout(ServingError):
+    status_code = 504
+    error_type = "server_error"
+    code = "timeout"

@@ -1,0 +1,1 @@
+"""Text embeddings: sentence-transformers models behind a batching Ray Serve deployment."""

@@ -1,0 +1,86 @@
+"""Ray Serve deployment for rerank: validation per request, (query, document) pairs batched
+across requests."""
+
+from __future__ import annotations
+
+import asyncio
+import uuid
+
+import numpy as np
+from ray import serve
+
+from app.protocol.rerank import (
+    RerankDocument,
+    RerankRequest,
+    RerankResponse,
+    RerankResult,
+    RerankUsage,
+)
+from deployments.common.batching import chunked
+from deployments.common.errors import InvalidRequest
+from deployments.common.identity import PoolIdentity
+from deployments.common.model_source import ModelSource
+from deployments.rerank.config import RerankEngineConfig
+from deployments.rerank.engine import RerankEngine
+
+Pair = tuple[str, str]
+
+
+def _count_pairs(groups: list[list[Pair]]) -> int:
+    return sum(len(group) for group in groups)
+
+
+@serve.deployment(name="rerank")
+class RerankDeployment:
+    def __init__(self, identity: PoolIdentity, model: ModelSource, engine: RerankEngineConfig):
+        self.identity = identity
+        self.config = engine
+        self.engine = RerankEngine(model.resolve(), engine)
+        self._score_batched.set_max_batch_size(engine.batch.max_batch_size)
+        self._score_batched.set_batch_wait_timeout_s(engine.batch.batch_wait_timeout_s)
+
+    @serve.batch(max_batch_size=64, batch_wait_timeout_s=0.005, batch_size_fn=_count_pairs)
+    async def _score_batched(self, groups: list[list[Pair]]) -> list[np.ndarray]:
+        flat = [pair for group in groups for pair in group]
+        scores = await asyncio.to_thread(self.engine.score, flat)
+        out, start = [], 0
+        for group in groups:
+            out.append(scores[start : start + len(group)])
+            start += len(group)
+        return out
+
+    async def rerank(self, request: RerankRequest) -> RerankResponse:
+        documents = request.document_texts()
+        if len(documents) > self.config.max_documents:
+            raise InvalidRequest(
+                f"{len(documents)} documents in one request; this model takes at most "
+                f"{self.config.max_documents}",
+                param="documents",
+            )
+        truncate = self.config.truncate if request.truncate is None else request.truncate
+        tokens = await asyncio.to_thread(
+            self.engine.check_lengths, request.query, documents, truncate
+        )
+        pairs = [(request.query, doc) for doc in documents]
+        parts = await asyncio.gather(
+            *(self._score_batched(p) for p in chunked(pairs, self.config.batch.max_batch_size))
+        )
+        scores = np.concatenate(parts)
+        # Stable sort: equal scores keep the client's document order.
+        order = sorted(range(len(documents)), key=lambda i: -float(scores[i]))
+        if request.top_n is not None:
+            order = order[: request.top_n]
+        results = [
+            RerankResult(
+                index=i,
+                relevance_score=float(scores[i]),
+                document=RerankDocument(text=documents[i]) if request.return_documents else None,
+            )
+            for i in order
+        ]
+        return RerankResponse(
+            id=f"rerank-{uuid.uuid4().hex}",
+            model=self.identity.model,
+            results=results,
+            usage=RerankUsage(total_tokens=tokens),
+        )

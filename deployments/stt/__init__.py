@@ -1,0 +1,1 @@
+"""Speech-to-text: Whisper on faster-whisper (CTranslate2) behind a batching deployment."""

@@ -1,0 +1,1 @@
+"""Recipe tools: validate, render, vram, diff, decision (`python -m ops.recipes --help`)."""

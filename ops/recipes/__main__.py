@@ -1,0 +1,3 @@
+from ops.recipes.cli import app
+
+app()
