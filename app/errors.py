@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import logging
 import math
+import re
 
 from fastapi import FastAPI, Request, params
 from fastapi.exceptions import RequestValidationError
@@ -50,14 +51,29 @@ def is_json_request(request: Request) -> bool:
     return any(content_type.endswith(t) for t in JSON_TYPES)
 
 
+_TYPE_TAG = re.compile(r"^([a-z_-]+\[.*\]|str|int|float|bool|dict|list|none)$")
+
+
+def _param_of(error: dict) -> str | None:
+    # Union members appear in `loc` as type tags ('str', 'list[int]'): not part of the field path.
+    parts = [str(p) for p in error.get("loc", ()) if p != "body"]
+    parts = [p for p in parts if not _TYPE_TAG.match(p)]
+    return ".".join(parts) or None
+
+
 def _validation_message(exc: RequestValidationError) -> tuple[str, str | None]:
-    first = exc.errors()[0]
-    loc = [str(p) for p in first.get("loc", ()) if p != "body"]
+    errors = exc.errors()
+    first = errors[0]
     if first.get("type") == "json_invalid":
         return f"The request body is not valid JSON: {first.get('msg')}", None
-    param = ".".join(loc) or None
+    param = _param_of(first)
+    same_field = [e for e in errors if _param_of(e) == param]
+    if len(same_field) > 1 and len(same_field) == len(errors):
+        kinds = sorted({str(e["loc"][-1]) for e in errors if _TYPE_TAG.match(str(e["loc"][-1]))})
+        msg = "does not match any accepted form" + (f" ({', '.join(kinds)})" if kinds else "")
+        return f"{param}: {msg}", param
     msg = first.get("msg", "invalid request").removeprefix("Value error, ")
-    extra = f" (and {len(exc.errors()) - 1} more problem(s))" if len(exc.errors()) > 1 else ""
+    extra = f" (and {len(errors) - 1} more problem(s))" if len(errors) > 1 else ""
     return (f"{param}: {msg}{extra}" if param else f"{msg}{extra}"), param
 
 

@@ -13,11 +13,13 @@ Without --address it owns a local Ray and shuts it down on SIGINT/SIGTERM.
 from __future__ import annotations
 
 import argparse
+import contextlib
 import os
 import signal
 import sys
 import threading
 import time
+from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -54,15 +56,25 @@ def timeouts_of(config) -> LaunchTimeouts:
     )
 
 
-def init_local_ray(include_dashboard: bool = True, **kwargs) -> None:
+def apply_serve_runtime(config) -> dict[str, str]:
+    """Export the recipe set's Serve data-path switches before a local Ray starts (its
+    controller, proxy and replicas inherit this process's environment)."""
+    from app.recipes.schema import ServeRuntimeSpec
+
+    gateway = (config.applications[0].args or {}).get("gateway", {})
+    env = ServeRuntimeSpec.model_validate(gateway.get("serve_runtime", {})).env()
+    os.environ.update(env)
+    return env
+
+
+def init_local_ray(include_dashboard: bool = True, log_to_driver: bool = True) -> None:
     import ray
 
     ray.init(
         namespace="serve",
         include_dashboard=include_dashboard,
         dashboard_host="127.0.0.1",
-        log_to_driver=True,
-        **kwargs,
+        log_to_driver=log_to_driver,
     )
 
 
@@ -135,6 +147,25 @@ def _describe(status, app_names: list[str]) -> str:
     return "\n".join(lines)
 
 
+@contextlib.contextmanager
+def running_app(config_path: Path, port: int | None = None, log=print) -> Iterator[str]:
+    """A private local Ray running this config until the block ends (tests and benchmarks).
+    Yields the base URL."""
+    import ray
+    from ray import serve
+
+    config = load_serve_config(config_path, port)
+    apply_serve_runtime(config)
+    init_local_ray(include_dashboard=False, log_to_driver=False)
+    try:
+        deploy(config)
+        wait_until_running([a.name for a in config.applications], timeouts_of(config), log=log)
+        yield f"http://{config.http_options.host}:{config.http_options.port}"
+    finally:
+        serve.shutdown()
+        ray.shutdown()
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("config", type=Path, help="rendered Serve config (serve_configs/*.yaml)")
@@ -160,8 +191,14 @@ def main(argv: list[str] | None = None) -> int:
     from ray import serve
 
     if owns_ray:
+        apply_serve_runtime(config)
         init_local_ray()
     else:
+        print(
+            "joining an existing cluster: its nodes must have been started with "
+            f"{apply_serve_runtime(config)} for this config's Serve data path",
+            flush=True,
+        )
         ray.init(address=opts.address, namespace="serve")
     code = 0
     try:

@@ -222,6 +222,32 @@ class NodeSpec(Strict):
     memory_gib: float | None = Field(None, gt=0)
 
 
+class ServeRuntimeSpec(Strict):
+    """Ray Serve's own data-path switches. They are process-wide, so they are set where Ray
+    starts (the launcher does it for a local Ray; a cluster sets them on every node)."""
+
+    ingress: Literal["proxy", "direct-haproxy"] = Field(
+        "proxy",
+        description="proxy: Serve's Python HTTP proxy forwards to the Gateway; direct-haproxy: "
+        "HAProxy forwards straight to Gateway replicas (one Python hop less per request)",
+    )
+    user_code_in_main_loop: bool = Field(
+        False,
+        description="Run replica code on the replica's main event loop (no thread hop per "
+        "request); safe only while every deployment keeps blocking work off the loop",
+    )
+
+    def env(self) -> dict[str, str]:
+        env = {
+            "RAY_SERVE_RUN_USER_CODE_IN_SEPARATE_THREAD": "0"
+            if self.user_code_in_main_loop
+            else "1"
+        }
+        if self.ingress == "direct-haproxy":
+            env |= {"RAY_SERVE_ENABLE_DIRECT_INGRESS": "1", "RAY_SERVE_ENABLE_HA_PROXY": "1"}
+        return env
+
+
 class GatewaySpec(Strict):
     """The ingress deployment: FastAPI under @serve.ingress."""
 
@@ -239,6 +265,7 @@ class GatewaySpec(Strict):
     schedule_timeout_s: float = Field(
         90.0, gt=0, description="Launcher fails if a replica stays unschedulable this long"
     )
+    serve_runtime: ServeRuntimeSpec = Field(default_factory=ServeRuntimeSpec)
 
 
 class RecipeSet(Strict):

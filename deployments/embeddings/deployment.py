@@ -10,7 +10,7 @@ from ray import serve
 
 from app.protocol.common import Usage
 from app.protocol.embeddings import EmbeddingData, EmbeddingRequest, EmbeddingResponse
-from deployments.common.batching import chunked
+from deployments.common.batching import chunked, make_batcher
 from deployments.common.errors import InvalidRequest
 from deployments.common.identity import PoolIdentity
 from deployments.common.model_source import ModelSource
@@ -28,11 +28,9 @@ class EmbeddingDeployment:
         self.identity = identity
         self.config = engine
         self.engine = EmbeddingEngine(model.resolve(), engine)
-        self._encode_batched.set_max_batch_size(engine.batch.max_batch_size)
-        self._encode_batched.set_batch_wait_timeout_s(engine.batch.batch_wait_timeout_s)
+        self._encode_batched = make_batcher(self._encode_many, engine.batch, _count_texts)
 
-    @serve.batch(max_batch_size=64, batch_wait_timeout_s=0.005, batch_size_fn=_count_texts)
-    async def _encode_batched(self, chunks: list[list[str]]) -> list[np.ndarray]:
+    async def _encode_many(self, chunks: list[list[str]]) -> list[np.ndarray]:
         flat = [text for chunk in chunks for text in chunk]
         vectors = await asyncio.to_thread(self.engine.encode, flat)
         out, start = [], 0
@@ -58,7 +56,7 @@ class EmbeddingDeployment:
 
         if isinstance(inputs[0], str):
             texts: list[str] = inputs  # type: ignore[assignment]
-            counts = await asyncio.to_thread(self.engine.count_tokens, texts)
+            counts = self.engine.count_tokens(texts)  # fast (Rust), and keeps one tokenizer user
             tokens = self.engine.check_lengths(counts, truncate)
             pieces = chunked(texts, self.config.batch.max_batch_size)
             vectors = np.concatenate(

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import copy
+import threading
 from pathlib import Path
 
 import numpy as np
@@ -29,6 +31,13 @@ class EmbeddingEngine:
             model_kwargs={"dtype": getattr(torch, _TORCH_DTYPES[config.dtype])},
         )
         self.tokenizer = self.model.tokenizer
+        # Hugging Face fast tokenizers are not safe to share between threads that use different
+        # padding/truncation settings ("Already borrowed"): counting gets its own copy, and the
+        # batches that encode concurrently take turns tokenizing (the forward pass runs freely).
+        self._count_tokenizer = copy.deepcopy(self.tokenizer)
+        self._tokenize_lock = threading.Lock()
+        # sentence-transformers 6.1 renamed tokenize() to preprocess(); GPU images may carry 6.0.
+        self._preprocess = getattr(self.model, "preprocess", None) or self.model.tokenize
         model_max = self.model.get_max_seq_length() or self.tokenizer.model_max_length
         self.max_input_tokens = min(config.max_input_tokens or model_max, model_max)
         self.model.max_seq_length = self.max_input_tokens
@@ -42,7 +51,8 @@ class EmbeddingEngine:
 
     def count_tokens(self, texts: list[str]) -> list[int]:
         """Tokens each text becomes, special tokens included (what the model actually reads)."""
-        encoded = self.tokenizer(texts, add_special_tokens=True, truncation=False)["input_ids"]
+        encoded = self._count_tokenizer(texts, add_special_tokens=True, truncation=False)
+        encoded = encoded["input_ids"]
         return [len(ids) for ids in encoded]
 
     def check_lengths(self, token_counts: list[int], truncate: bool) -> list[int]:
@@ -61,15 +71,20 @@ class EmbeddingEngine:
     # -- compute ------------------------------------------------------------------------------
 
     def encode(self, texts: list[str]) -> np.ndarray:
-        """float32 array of shape (len(texts), dimensions); truncates at max_input_tokens."""
-        vectors = self.model.encode(
-            texts,
-            batch_size=self.config.encode_batch_size,
-            normalize_embeddings=self.config.normalize,
-            convert_to_numpy=True,
-            show_progress_bar=False,
-        )
-        return np.asarray(vectors, dtype=np.float32)
+        """float32 array of shape (len(texts), dimensions); truncates at max_input_tokens.
+
+        Texts run longest-first in slices of encode_batch_size, as SentenceTransformer.encode
+        does (least padding), with the tokenizer guarded so batches may encode concurrently.
+        """
+        order = sorted(range(len(texts)), key=lambda i: -len(texts[i]))
+        out = np.empty((len(texts), self.dimensions), dtype=np.float32)
+        step = self.config.encode_batch_size
+        for start in range(0, len(texts), step):
+            index = order[start : start + step]
+            with self._tokenize_lock:
+                features = self._preprocess([texts[i] for i in index])
+            out[index] = self._forward(features)
+        return out
 
     def encode_token_ids(self, batch_ids: list[list[int]]) -> np.ndarray:
         """Embeddings of inputs given as token ids of this model's own tokenizer."""
@@ -91,12 +106,18 @@ class EmbeddingEngine:
         features = {"input_ids": input_ids, "attention_mask": mask}
         if "token_type_ids" in self.tokenizer.model_input_names:
             features["token_type_ids"] = torch.zeros_like(input_ids)
-        features = {k: v.to(self.model.device) for k, v in features.items()}
+        return self._forward(features)
+
+    def _forward(self, features: dict) -> np.ndarray:
+        import torch
+        from sentence_transformers.util import batch_to_device
+
+        features = batch_to_device(features, self.model.device)
         with torch.inference_mode():
-            out = self.model(features)["sentence_embedding"].float()
+            vectors = self.model(features)["sentence_embedding"].float()
         if self.config.normalize:
-            out = torch.nn.functional.normalize(out, p=2, dim=1)
-        return out.cpu().numpy().astype(np.float32)
+            vectors = torch.nn.functional.normalize(vectors, p=2, dim=1)
+        return vectors.cpu().numpy().astype(np.float32)
 
 
 def reduce_dimensions(vectors: np.ndarray, dimensions: int | None, normalize: bool) -> np.ndarray:

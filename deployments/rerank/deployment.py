@@ -16,7 +16,7 @@ from app.protocol.rerank import (
     RerankResult,
     RerankUsage,
 )
-from deployments.common.batching import chunked
+from deployments.common.batching import chunked, make_batcher
 from deployments.common.errors import InvalidRequest
 from deployments.common.identity import PoolIdentity
 from deployments.common.model_source import ModelSource
@@ -36,11 +36,9 @@ class RerankDeployment:
         self.identity = identity
         self.config = engine
         self.engine = RerankEngine(model.resolve(), engine)
-        self._score_batched.set_max_batch_size(engine.batch.max_batch_size)
-        self._score_batched.set_batch_wait_timeout_s(engine.batch.batch_wait_timeout_s)
+        self._score_batched = make_batcher(self._score_many, engine.batch, _count_pairs)
 
-    @serve.batch(max_batch_size=64, batch_wait_timeout_s=0.005, batch_size_fn=_count_pairs)
-    async def _score_batched(self, groups: list[list[Pair]]) -> list[np.ndarray]:
+    async def _score_many(self, groups: list[list[Pair]]) -> list[np.ndarray]:
         flat = [pair for group in groups for pair in group]
         scores = await asyncio.to_thread(self.engine.score, flat)
         out, start = [], 0
@@ -58,9 +56,7 @@ class RerankDeployment:
                 param="documents",
             )
         truncate = self.config.truncate if request.truncate is None else request.truncate
-        tokens = await asyncio.to_thread(
-            self.engine.check_lengths, request.query, documents, truncate
-        )
+        tokens = self.engine.check_lengths(request.query, documents, truncate)
         pairs = [(request.query, doc) for doc in documents]
         parts = await asyncio.gather(
             *(self._score_batched(p) for p in chunked(pairs, self.config.batch.max_batch_size))

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import copy
+import threading
 from pathlib import Path
 
 import numpy as np
@@ -28,6 +30,10 @@ class RerankEngine:
             self.tokenizer = self._model.tokenizer
             model_max = self._model.get_max_seq_length()
         self.max_input_tokens = min(config.max_input_tokens or model_max, model_max)
+        # Fast tokenizers break when threads share one with different settings: counting uses
+        # its own copy, and scoring (which tokenizes with truncation) runs one batch at a time.
+        self._count_tokenizer = copy.deepcopy(self.tokenizer)
+        self._score_lock = threading.Lock()
         if config.scoring == "cross-encoder":
             self._model.max_length = self.max_input_tokens
         else:
@@ -37,13 +43,13 @@ class RerankEngine:
         """Tokens the model reads per document: the pair for a cross-encoder, the document
         alone for a bi-encoder (the query is counted once, separately)."""
         if self.config.scoring == "cross-encoder":
-            enc = self.tokenizer([query] * len(documents), documents, truncation=False)
+            enc = self._count_tokenizer([query] * len(documents), documents, truncation=False)
         else:
-            enc = self.tokenizer(documents, truncation=False)
+            enc = self._count_tokenizer(documents, truncation=False)
         return [len(ids) for ids in enc["input_ids"]]
 
     def query_tokens(self, query: str) -> int:
-        return len(self.tokenizer(query, truncation=False)["input_ids"])
+        return len(self._count_tokenizer(query, truncation=False)["input_ids"])
 
     def check_lengths(self, query: str, documents: list[str], truncate: bool) -> int:
         """Raise InputTooLong unless truncating; return the tokens billed for the request."""
@@ -70,6 +76,10 @@ class RerankEngine:
     def score(self, pairs: list[tuple[str, str]]) -> np.ndarray:
         """Relevance of each (query, document) pair: sigmoid of the cross-encoder's logit
         (0..1), or cosine similarity (-1..1) for bi-encoder scoring."""
+        with self._score_lock:
+            return self._score(pairs)
+
+    def _score(self, pairs: list[tuple[str, str]]) -> np.ndarray:
         if self.config.scoring == "cross-encoder":
             scores = self._model.predict(
                 pairs,
