@@ -8,7 +8,7 @@ from app.errors import install_error_handlers
 from app.middleware import BodySizeLimitMiddleware
 from app.recipes.schema import GatewaySpec
 from app.registry import ModelRegistry
-from app.routes import embeddings, health, models, rerank
+from app.routes import embeddings, generate, health, models, rerank
 
 
 def create_api(registry: ModelRegistry, gateway: GatewaySpec, recipe_set: str) -> FastAPI:
@@ -19,7 +19,13 @@ def create_api(registry: ModelRegistry, gateway: GatewaySpec, recipe_set: str) -
     )
     api.state.registry = registry
     api.state.recipe_set = recipe_set
-    for router in (health.router, models.router, embeddings.router, rerank.router):
+    for router in (
+        health.router,
+        models.router,
+        generate.router,
+        embeddings.router,
+        rerank.router,
+    ):
         api.include_router(router)
     install_error_handlers(api)
     api.add_middleware(BodySizeLimitMiddleware, max_body_bytes=gateway.max_body_bytes)

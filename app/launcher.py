@@ -109,7 +109,9 @@ def wait_until_running(
             if app is None:
                 continue
             if app.status.value == "DEPLOY_FAILED":
-                raise LaunchError(f"application '{name}' failed to deploy:\n{app.message}")
+                raise LaunchError(
+                    f"application '{name}' failed to deploy:\n" + _describe(status, [name])
+                )
             for dep_name, dep in app.deployments.items():
                 line = f"{dep.status.value}"
                 if line != last_seen.get(dep_name):

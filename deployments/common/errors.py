@@ -78,3 +78,22 @@ class RequestTimeout(ServingError):
     status_code = 504
     error_type = "server_error"
     code = "timeout"
+
+
+def error_for_status(
+    status: int, message: str, *, param: str | None = None, code: str | None = None
+) -> ServingError:
+    """The ServingError for an HTTP status an engine reported (e.g. vLLM's ErrorResponse)."""
+    by_status: dict[int, type[ServingError]] = {
+        400: InvalidRequest,
+        404: ModelNotFound,
+        413: PayloadTooLarge,
+        415: UnsupportedMediaType,
+        429: Overloaded,
+        503: EngineUnavailable,
+        504: RequestTimeout,
+    }
+    cls = by_status.get(status)
+    if cls is None:
+        cls = InvalidRequest if 400 <= status < 500 else ServingError
+    return cls(message, param=param, code=code)

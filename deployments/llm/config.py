@@ -23,8 +23,8 @@ class LLMEngineConfig(BaseModel):
     gpu_memory_utilization: float = Field(
         0.9, gt=0, le=1, description="Share of each GPU's memory vLLM may take (weights+KV+graphs)"
     )
-    cpu_kvcache_space_gib: float | None = Field(
-        None, gt=0, description="CPU only: KV cache size (VLLM_CPU_KVCACHE_SPACE)"
+    cpu_kvcache_space_gib: int | None = Field(
+        None, gt=0, description="CPU only: KV cache size in whole GiB (VLLM_CPU_KVCACHE_SPACE)"
     )
     enable_prefix_caching: bool = Field(
         True, description="Reuse KV blocks of shared prompt prefixes (system prompts, sessions)"

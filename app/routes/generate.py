@@ -1,0 +1,48 @@
+"""POST /v1/chat/completions and /v1/completions: streamed (SSE) or unary, through a streaming
+DeploymentHandle to the model's pool."""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator
+from typing import Any
+
+from fastapi import APIRouter, Request
+from fastapi.responses import JSONResponse, Response, StreamingResponse
+
+from app import dispatch
+from app.protocol.chat import ChatCompletionRequest, GenerationParams
+from app.protocol.completions import CompletionRequest
+from app.routes.deps import pool_headers, resolve_pool
+
+router = APIRouter(tags=["generation"])
+
+SSE_HEADERS = {"cache-control": "no-cache", "x-accel-buffering": "no"}
+
+
+@router.post("/v1/chat/completions")
+async def chat_completions(body: ChatCompletionRequest, request: Request) -> Response:
+    return await _generate(body, request, endpoint="chat", method="chat")
+
+
+@router.post("/v1/completions")
+async def completions(body: CompletionRequest, request: Request) -> Response:
+    return await _generate(body, request, endpoint="completion", method="completion")
+
+
+async def _generate(body: GenerationParams, request: Request, endpoint: str, method: str):
+    pool = resolve_pool(request, body.model, endpoint)
+    payload = body.engine_body()
+    items = await dispatch.stream(pool, method, payload)
+    headers = pool_headers(pool)
+    if body.stream:
+        return StreamingResponse(
+            _encode(items), media_type="text/event-stream", headers={**SSE_HEADERS, **headers}
+        )
+    result: dict[str, Any] = await anext(items)
+    await items.aclose()
+    return JSONResponse(content=result, headers=headers)
+
+
+async def _encode(items: AsyncIterator[str]) -> AsyncIterator[bytes]:
+    async for line in items:
+        yield line.encode()

@@ -1,0 +1,242 @@
+"""What runs an LLM: vLLM's AsyncLLM with vLLM's own OpenAI serving layer on top.
+
+The OpenAI semantics (chat templates, sampling parameters, stop strings, n, logprobs, tool
+parsers, usage, SSE framing) are vLLM's own: this adapter builds them exactly as `vllm serve`
+does, from the recipe's engine section, so a response here equals vLLM's server's response.
+What it adds: one place that turns recipe fields into vLLM flags, placement-group hand-off,
+and a per-request record taken from vLLM's request metrics.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import time
+from collections.abc import AsyncIterator, Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from pydantic import ValidationError
+
+from deployments.common.errors import InvalidRequest, ServingError, error_for_status
+from deployments.llm import vllm_compat
+from deployments.llm.config import LLMEngineConfig
+
+logger = logging.getLogger("ray.serve")
+
+
+def engine_cli_args(model_dir: Path, served_name: str, cfg: LLMEngineConfig) -> list[str]:
+    """The recipe's engine section as `vllm serve` flags (parsed by vLLM's own parser)."""
+    args = [
+        "--model", str(model_dir),
+        "--served-model-name", served_name,
+        "--max-model-len", str(cfg.max_model_len),
+        "--max-num-seqs", str(cfg.max_num_seqs),
+        "--gpu-memory-utilization", str(cfg.gpu_memory_utilization),
+        "--tensor-parallel-size", str(cfg.tensor_parallel_size),
+        "--dtype", cfg.dtype,
+        "--kv-cache-dtype", cfg.kv_cache_dtype,
+        "--load-format", cfg.load_format,
+        "--max-logprobs", str(cfg.max_logprobs),
+        "--seed", str(cfg.seed),
+        "--enable-prefix-caching" if cfg.enable_prefix_caching else "--no-enable-prefix-caching",
+    ]  # fmt: skip
+    if cfg.max_num_batched_tokens is not None:
+        args += ["--max-num-batched-tokens", str(cfg.max_num_batched_tokens)]
+    if cfg.quantization:
+        args += ["--quantization", cfg.quantization]
+    if cfg.enforce_eager:
+        args.append("--enforce-eager")
+    if cfg.tool_call_parser:
+        args += ["--tool-call-parser", cfg.tool_call_parser, "--enable-auto-tool-choice"]
+    if cfg.reasoning_parser:
+        args += ["--reasoning-parser", cfg.reasoning_parser]
+    if cfg.chat_template:
+        args += ["--chat-template", cfg.chat_template]
+    if cfg.distributed_executor_backend:
+        args += ["--distributed-executor-backend", cfg.distributed_executor_backend]
+    for key, value in sorted(cfg.extra_engine_args.items()):
+        flag = "--" + key.replace("_", "-")
+        if value is True:
+            args.append(flag)
+        elif value is False:
+            args.append("--no-" + key.replace("_", "-"))
+        else:
+            args += [flag, value if isinstance(value, str) else _json(value)]
+    return args
+
+
+def _json(value: Any) -> str:
+    import json
+
+    return json.dumps(value) if isinstance(value, dict | list) else str(value)
+
+
+@dataclass
+class RequestRecord:
+    """One finished engine request, from vLLM's own request metrics (times in seconds)."""
+
+    request_id: str
+    prompt_tokens: int
+    generated_tokens: int
+    cached_tokens: int
+    queue_s: float | None = None  # engine arrival -> first scheduled
+    ttft_s: float | None = None  # engine arrival -> first token
+    tpot_s: float | None = None  # (last token - first token) / (generated - 1)
+    finished: str | None = None
+
+
+@dataclass
+class _Pending:
+    arrival: float = field(default_factory=time.time)
+
+
+class ObservedEngineClient:
+    """vLLM's engine client with every RequestOutput shown to an observer on its way out.
+
+    Everything else is delegated, so vLLM's serving classes use it as the engine itself.
+    """
+
+    def __init__(self, engine: Any, on_finished: Callable[[RequestRecord], None]):
+        self._engine = engine
+        self._on_finished = on_finished
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self._engine, name)
+
+    async def generate(self, *args: Any, **kwargs: Any) -> AsyncIterator[Any]:
+        async for output in self._engine.generate(*args, **kwargs):
+            if output.finished:
+                self._on_finished(_record_of(output))
+            yield output
+
+
+def _record_of(output: Any) -> RequestRecord:
+    generated = sum(len(c.token_ids) for c in output.outputs)
+    record = RequestRecord(
+        request_id=output.request_id,
+        prompt_tokens=len(output.prompt_token_ids or ()),
+        generated_tokens=generated,
+        cached_tokens=int(output.num_cached_tokens or 0),
+        finished=output.outputs[0].finish_reason if output.outputs else None,
+    )
+    stats = getattr(output, "metrics", None)
+    # Engine-core timestamps are monotonic and share one clock, so differences are exact.
+    if stats is not None and getattr(stats, "queued_ts", 0):
+        if stats.scheduled_ts:
+            record.queue_s = max(0.0, stats.scheduled_ts - stats.queued_ts)
+        if stats.first_token_ts:
+            record.ttft_s = stats.first_token_latency or (stats.first_token_ts - stats.queued_ts)
+        n = stats.num_generation_tokens
+        if n > 1 and stats.last_token_ts and stats.first_token_ts:
+            record.tpot_s = (stats.last_token_ts - stats.first_token_ts) / (n - 1)
+    return record
+
+
+class VLLMEngine:
+    """AsyncLLM plus vLLM's OpenAI chat and completion serving objects."""
+
+    def __init__(self, engine: Any, state: Any, served_name: str, args: Any):
+        self.engine = engine
+        self.state = state
+        self.served_name = served_name
+        self.args = args
+        self.max_model_len = engine.model_config.max_model_len
+        self._error_response = vllm_compat.error_response_class()
+        self._chat_request = vllm_compat.chat_request_class()
+        self._completion_request = vllm_compat.completion_request_class()
+        self._client_errors = vllm_compat.client_error_types()
+
+    @classmethod
+    async def start(
+        cls,
+        model_dir: Path,
+        served_name: str,
+        cfg: LLMEngineConfig,
+        on_finished: Callable[[RequestRecord], None],
+        placement_group: Any = None,
+        ray_metrics: bool = True,
+    ) -> VLLMEngine:
+        from starlette.datastructures import State
+        from vllm.engine.arg_utils import AsyncEngineArgs
+        from vllm.usage.usage_lib import UsageContext
+        from vllm.v1.engine.async_llm import AsyncLLM
+
+        if cfg.cpu_kvcache_space_gib is not None:
+            os.environ["VLLM_CPU_KVCACHE_SPACE"] = str(cfg.cpu_kvcache_space_gib)
+        args = vllm_compat.make_arg_parser().parse_args(
+            engine_cli_args(model_dir, served_name, cfg)
+        )
+        engine_args = AsyncEngineArgs.from_cli_args(args)
+        vllm_config = engine_args.create_engine_config(usage_context=UsageContext.OPENAI_API_SERVER)
+        if placement_group is not None:
+            # Tensor-parallel workers go into the replica's own placement group (as Ray Serve
+            # LLM does), so the bundles the recipe rendered are the GPUs the engine uses.
+            vllm_config.parallel_config.placement_group = placement_group
+        stat_loggers = [vllm_compat.ray_stat_logger()] if ray_metrics else None
+        engine = AsyncLLM.from_vllm_config(
+            vllm_config=vllm_config,
+            usage_context=UsageContext.OPENAI_API_SERVER,
+            stat_loggers=stat_loggers,
+            enable_log_requests=False,
+            disable_log_stats=False,
+        )
+        observed = ObservedEngineClient(engine, on_finished)
+        state = State()
+        await vllm_compat.init_app_state_fn()(
+            observed, state, args, supported_tasks=await engine.get_supported_tasks()
+        )
+        return cls(observed, state, served_name, args)
+
+    # -- requests -----------------------------------------------------------------------------
+
+    async def chat(self, body: dict[str, Any]) -> AsyncIterator[str] | dict[str, Any]:
+        serving = self.state.openai_serving_chat
+        request = self._parse(self._chat_request, body)
+        try:
+            result = await serving.create_chat_completion(request, None)
+        except self._client_errors as e:
+            result = serving.create_error_response(e)
+        return self._result(result)
+
+    async def completion(self, body: dict[str, Any]) -> AsyncIterator[str] | dict[str, Any]:
+        serving = self.state.openai_serving_completion
+        request = self._parse(self._completion_request, body)
+        try:
+            result = await serving.create_completion(request, None)
+        except self._client_errors as e:
+            result = serving.create_error_response(e)
+        return self._result(result)
+
+    def _parse(self, request_class: type, body: dict[str, Any]) -> Any:
+        try:
+            return request_class.model_validate({**body, "model": self.served_name})
+        except ValidationError as e:
+            first = e.errors()[0]
+            param = ".".join(str(p) for p in first.get("loc", ())) or None
+            message = first.get("msg", "invalid request").removeprefix("Value error, ")
+            raise InvalidRequest(f"{param}: {message}" if param else message, param=param) from None
+
+    def _result(self, result: Any) -> AsyncIterator[str] | dict[str, Any]:
+        if isinstance(result, self._error_response):
+            info = result.error
+            status = info.code if isinstance(info.code, int) else 400
+            raise error_for_status(status, info.message, param=info.param)
+        if hasattr(result, "model_dump"):
+            return result.model_dump(mode="json")
+        return result  # an async generator of SSE lines ("data: {...}\n\n")
+
+    # -- lifecycle ----------------------------------------------------------------------------
+
+    async def check_health(self) -> None:
+        try:
+            await self.engine.check_health()
+        except Exception as e:
+            raise ServingError(f"vLLM engine is unhealthy: {e}") from e
+
+    def shutdown(self) -> None:
+        try:
+            self.engine.shutdown()
+        except Exception:  # already gone
+            logger.debug("engine shutdown raised", exc_info=True)
