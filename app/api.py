@@ -8,7 +8,7 @@ from app.errors import install_error_handlers
 from app.middleware import BodySizeLimitMiddleware
 from app.recipes.schema import GatewaySpec
 from app.registry import ModelRegistry
-from app.routes import embeddings, generate, health, models, rerank
+from app.routes import audio, embeddings, generate, health, models, rerank
 
 
 def create_api(registry: ModelRegistry, gateway: GatewaySpec, recipe_set: str) -> FastAPI:
@@ -25,6 +25,7 @@ def create_api(registry: ModelRegistry, gateway: GatewaySpec, recipe_set: str) -
         generate.router,
         embeddings.router,
         rerank.router,
+        audio.router,
     ):
         api.include_router(router)
     install_error_handlers(api)

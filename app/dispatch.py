@@ -21,6 +21,12 @@ from deployments.common.errors import (
 
 def translate(exc: BaseException, pool: Pool) -> BaseException:
     """The error the client should see for an exception raised by a handle call."""
+    if isinstance(exc, RayTaskError):
+        # Ray re-raises a replica's exception as a class deriving from both RayTaskError and
+        # the original; its `cause` is the original object, with every attribute intact.
+        cause = getattr(exc, "cause", None)
+        if isinstance(cause, ServingError):
+            return cause
     if isinstance(exc, ServingError):
         return exc
     if isinstance(exc, BackPressureError):
@@ -31,10 +37,6 @@ def translate(exc: BaseException, pool: Pool) -> BaseException:
         )
     if isinstance(exc, DeploymentUnavailableError):
         return EngineUnavailable(f"Pool '{pool.name}' is not available: {exc}")
-    if isinstance(exc, RayTaskError):
-        cause = getattr(exc, "cause", None)
-        if isinstance(cause, ServingError):
-            return cause
     return exc
 
 

@@ -26,6 +26,9 @@ from pathlib import Path
 import yaml
 
 SCHEDULING_HINT = "to be scheduled"
+# In-flight requests get this long to finish on SIGINT/SIGTERM before Ray itself goes down
+# (Serve's own shutdown can wait 30 s for a direct-ingress Gateway to drain).
+GRACEFUL_SHUTDOWN_S = 15.0
 
 
 class LaunchError(RuntimeError):
@@ -154,7 +157,6 @@ def running_app(config_path: Path, port: int | None = None, log=print) -> Iterat
     """A private local Ray running this config until the block ends (tests and benchmarks).
     Yields the base URL."""
     import ray
-    from ray import serve
 
     config = load_serve_config(config_path, port)
     apply_serve_runtime(config)
@@ -164,8 +166,7 @@ def running_app(config_path: Path, port: int | None = None, log=print) -> Iterat
         wait_until_running([a.name for a in config.applications], timeouts_of(config), log=log)
         yield f"http://{config.http_options.host}:{config.http_options.port}"
     finally:
-        serve.shutdown()
-        ray.shutdown()
+        ray.shutdown()  # the private cluster goes with everything on it, in about a second
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -220,10 +221,11 @@ def main(argv: list[str] | None = None) -> int:
         code = 1
     finally:
         if owns_ray:
-            try:
-                serve.shutdown()
-            finally:
-                ray.shutdown()
+            stopper = threading.Thread(target=serve.shutdown, daemon=True)
+            stopper.start()
+            stopper.join(GRACEFUL_SHUTDOWN_S)
+            ray.shutdown()
+            print("stopped", flush=True)
     return code
 
 

@@ -197,17 +197,20 @@ async def test_client_disconnect_aborts_the_engine_request(serve_app):
     from ray import serve
 
     handle = serve.get_deployment_handle(POOL, "platform")
-    async with httpx.AsyncClient(base_url=serve_app, timeout=60) as client, client.stream(
-        "POST",
-        "/v1/completions",
-        json={
-            "model": MODEL,
-            "prompt": "Write a very long story:",
-            "max_tokens": 1500,
-            "ignore_eos": True,
-            "stream": True,
-        },
-    ) as r:
+    async with (
+        httpx.AsyncClient(base_url=serve_app, timeout=60) as client,
+        client.stream(
+            "POST",
+            "/v1/completions",
+            json={
+                "model": MODEL,
+                "prompt": "Write a very long story:",
+                "max_tokens": 1500,
+                "ignore_eos": True,
+                "stream": True,
+            },
+        ) as r,
+    ):
         seen = 0
         async for line in r.aiter_lines():
             if line.startswith("data: {"):

@@ -1,0 +1,58 @@
+"""POST /v1/audio/transcriptions (multipart form, OpenAI's fields)."""
+
+from __future__ import annotations
+
+from typing import Annotated
+
+from fastapi import APIRouter, File, Form, Request, UploadFile
+from fastapi.responses import JSONResponse, Response
+
+from app import dispatch
+from app.protocol.audio import Granularity, ResponseFormat, render
+from app.routes.deps import pool_headers, resolve_pool
+from deployments.common.errors import InvalidRequest, PayloadTooLarge
+from deployments.stt.engine import Transcript, TranscriptionOptions
+
+router = APIRouter(tags=["audio"])
+
+
+@router.post("/v1/audio/transcriptions")
+async def transcriptions(
+    request: Request,
+    file: Annotated[UploadFile, File(description="Audio: wav, mp3, flac, ogg, webm, m4a, ...")],
+    model: Annotated[str, Form()],
+    language: Annotated[str | None, Form(min_length=2, max_length=3)] = None,
+    prompt: Annotated[str | None, Form()] = None,
+    response_format: Annotated[ResponseFormat, Form()] = "json",
+    temperature: Annotated[float | None, Form(ge=0, le=1)] = None,
+    timestamp_granularities: Annotated[
+        list[Granularity] | None, Form(alias="timestamp_granularities[]")
+    ] = None,
+) -> Response:
+    pool = resolve_pool(request, model, "transcribe")
+    granularities = list(timestamp_granularities or [])
+    if granularities and response_format != "verbose_json":
+        raise InvalidRequest(
+            "timestamp_granularities needs response_format=verbose_json",
+            param="timestamp_granularities",
+        )
+    limit = pool.recipe.engine.max_upload_bytes  # type: ignore[union-attr]
+    if file.size is not None and file.size > limit:
+        raise PayloadTooLarge(
+            f"uploaded file is {file.size} bytes; this model accepts at most {limit}", param="file"
+        )
+    data = await file.read()
+    if not data:
+        raise InvalidRequest("the uploaded file is empty", param="file")
+    options = TranscriptionOptions(
+        language=language,
+        prompt=prompt,
+        temperature=temperature,
+        word_timestamps="word" in granularities,
+    )
+    transcript: Transcript = await dispatch.call(pool, "transcribe", data, options)
+    body, media_type = render(transcript, response_format, granularities)
+    headers = pool_headers(pool)
+    if isinstance(body, dict):
+        return JSONResponse(content=body, headers=headers)
+    return Response(content=body, media_type=media_type, headers=headers)
