@@ -56,6 +56,9 @@ class Architecture(Strict):
     num_kv_heads: int = Field(ge=1)
     head_dim: int = Field(ge=1)
     weight_bytes_per_param: float = Field(2.0, gt=0, description="2 for bf16/fp16, 1 for fp8")
+    overhead_gib: float | None = Field(
+        None, ge=0, description="Runtime overhead per GPU (context, activations, graphs)"
+    )
 
 
 class ModelSpec(Strict):

@@ -6,10 +6,45 @@ import sys
 
 import typer
 
-from app.recipes.loader import RecipeError, all_set_ids
+from app.recipes.loader import (
+    RecipeError,
+    all_recipe_refs,
+    all_set_ids,
+    load_recipe,
+    recipe_versions,
+    split_ref,
+)
+from ops.recipes.decision import decision_path, render_decision
+from ops.recipes.diff import diff as diff_recipes
 from ops.recipes.render import render_set_id
+from ops.recipes.validate import validate_all
+from ops.recipes.vram import describe, estimate
 
 app = typer.Typer(help=__doc__, no_args_is_help=True, add_completion=False)
+
+
+def _fail(message: str) -> None:
+    typer.echo(message, err=True)
+    sys.exit(1)
+
+
+@app.command()
+def validate(
+    targets: list[str] = typer.Argument(None, help="recipe-id@version or set ids (default: all)"),
+) -> None:
+    """Check recipes and recipe sets: schema, then the launch rules (GPU fractions, VRAM,
+    shared pools, max context, CPU budget, rollback targets)."""
+    if targets:
+        refs = [t for t in targets if "@" in t]
+        sets = [t for t in targets if "@" not in t]
+    else:
+        refs, sets = all_recipe_refs(), all_set_ids()
+    checked, problems = validate_all(sets, refs)
+    for problem in problems:
+        typer.echo(str(problem), err=True)
+    if problems:
+        _fail(f"{len(problems)} problem(s) in {len(refs) + len(sets)} target(s)")
+    typer.echo(f"ok: {len(checked)} recipe(s) and set(s) valid")
 
 
 @app.command()
@@ -32,12 +67,67 @@ def render(
             path.write_text(text)
             typer.echo(f"rendered {set_id} -> {path}")
     except RecipeError as e:
-        typer.echo(str(e), err=True)
-        sys.exit(1)
+        _fail(str(e))
     if stale:
-        typer.echo("out of sync with their recipes (run `make recipes-render`):", err=True)
-        for p in stale:
-            typer.echo(f"  {p}", err=True)
-        sys.exit(1)
+        _fail(
+            "out of sync with their recipes (run `make recipes-render`):\n  " + "\n  ".join(stale)
+        )
     if check:
         typer.echo(f"{len(ids)} rendered config(s) in sync")
+
+
+@app.command()
+def vram(
+    ref: str = typer.Argument(..., help="recipe-id@version"),
+    sequences: int = typer.Option(None, help="Concurrent sequences of the working set"),
+    context: int = typer.Option(None, help="Typical context tokens per sequence"),
+) -> None:
+    """Device-memory breakdown of an LLM recipe, and the cache budget for a working set."""
+    est = estimate(load_recipe(ref))
+    if est is None:
+        _fail(f"{ref} is not a vLLM recipe with a model.architecture")
+    typer.echo(describe(est, sequences, context))
+
+
+@app.command()
+def diff(
+    old: str = typer.Argument(..., help="recipe-id@version"),
+    new: str = typer.Argument(None, help="recipe-id@version (default: the next version)"),
+) -> None:
+    """What changed between two recipe versions."""
+    if new is None:
+        rid, version = split_ref(old)
+        later = [v for v in recipe_versions(rid) if v > version]
+        if not later:
+            _fail(f"{old} has no later version")
+        new = f"{rid}@{later[0]}"
+    typer.echo("\n".join(diff_recipes(load_recipe(old), load_recipe(new))))
+
+
+@app.command()
+def decision(
+    refs: list[str] = typer.Argument(None, help="recipe-id@version (default: newest of each)"),
+    check: bool = typer.Option(False, help="Fail if a decision record is out of date"),
+) -> None:
+    """Write the decision record of each recipe to ops/decisions/<recipe-id>.md."""
+    if not refs:
+        newest: dict[str, str] = {}
+        for ref in all_recipe_refs():
+            newest[split_ref(ref)[0]] = ref
+        refs = list(newest.values())
+    stale = []
+    for ref in refs:
+        recipe = load_recipe(ref)
+        path, text = decision_path(recipe), render_decision(recipe)
+        if check:
+            if not path.exists() or path.read_text() != text:
+                stale.append(str(path))
+            continue
+        path.parent.mkdir(parents=True, exist_ok=True)
+        path.write_text(text)
+        typer.echo(f"wrote {path}")
+    if stale:
+        _fail("decision records out of date (run `python -m ops.recipes decision`):\n  "
+              + "\n  ".join(stale))  # fmt: skip
+    if check:
+        typer.echo(f"{len(refs)} decision record(s) up to date")

@@ -110,13 +110,22 @@ def render(recipe_set: RecipeSet, recipes: list[Recipe]) -> dict[str, Any]:
     }
 
 
+class _PlainDumper(yaml.SafeDumper):
+    """No &anchors/*aliases: a rendered config is read by people, not only by parsers."""
+
+    def ignore_aliases(self, data: Any) -> bool:
+        return True
+
+
 def render_text(recipe_set: RecipeSet, recipes: list[Recipe]) -> str:
     header = (
         f"# Rendered from recipe set {recipe_set.ref} by `python -m ops.recipes render`.\n"
         "# Do not edit: change the recipes under serve_configs/ and re-render.\n"
         "# Start it with `python -m app.launcher <this file>` (or `serve run` / `serve deploy`).\n"
     )
-    body = yaml.safe_dump(render(recipe_set, recipes), sort_keys=False, width=100)
+    body = yaml.dump(
+        render(recipe_set, recipes), Dumper=_PlainDumper, sort_keys=False, width=100
+    )
     return header + body
 
 
