@@ -43,8 +43,8 @@ def parse_file(path: Path, model: type[M]) -> M:
         raise RecipeError(format_validation_error(e, str(path))) from None
 
 
-def recipe_path(recipe_id: str, version: int, root: Path = RECIPES_DIR) -> Path:
-    return root / recipe_id / f"v{version}.yaml"
+def recipe_path(recipe_id: str, version: int, root: Path | None = None) -> Path:
+    return (root or RECIPES_DIR) / recipe_id / f"v{version}.yaml"
 
 
 def split_ref(ref: str) -> tuple[str, int]:
@@ -55,7 +55,7 @@ def split_ref(ref: str) -> tuple[str, int]:
     return rid, int(ver)
 
 
-def load_recipe(ref: str, root: Path = RECIPES_DIR) -> Recipe:
+def load_recipe(ref: str, root: Path | None = None) -> Recipe:
     rid, version = split_ref(ref)
     path = recipe_path(rid, version, root)
     recipe = parse_file(path, Recipe)
@@ -66,12 +66,13 @@ def load_recipe(ref: str, root: Path = RECIPES_DIR) -> Recipe:
     return recipe
 
 
-def recipe_versions(recipe_id: str, root: Path = RECIPES_DIR) -> list[int]:
-    folder = root / recipe_id
+def recipe_versions(recipe_id: str, root: Path | None = None) -> list[int]:
+    folder = (root or RECIPES_DIR) / recipe_id
     return sorted(int(p.stem[1:]) for p in folder.glob("v*.yaml") if p.stem[1:].isdigit())
 
 
-def all_recipe_refs(root: Path = RECIPES_DIR) -> list[str]:
+def all_recipe_refs(root: Path | None = None) -> list[str]:
+    root = root or RECIPES_DIR
     return [
         f"{folder.name}@{v}"
         for folder in sorted(p for p in root.iterdir() if p.is_dir())
@@ -79,16 +80,17 @@ def all_recipe_refs(root: Path = RECIPES_DIR) -> list[str]:
     ]
 
 
-def load_set(set_id: str, root: Path = SETS_DIR) -> RecipeSet:
+def load_set(set_id: str, root: Path | None = None) -> RecipeSet:
+    root = root or SETS_DIR
     recipe_set = parse_file(root / f"{set_id}.yaml", RecipeSet)
     if recipe_set.id != set_id:
         raise RecipeError(f"{root / f'{set_id}.yaml'}: declares id '{recipe_set.id}'")
     return recipe_set
 
 
-def all_set_ids(root: Path = SETS_DIR) -> list[str]:
-    return sorted(p.stem for p in root.glob("*.yaml"))
+def all_set_ids(root: Path | None = None) -> list[str]:
+    return sorted(p.stem for p in (root or SETS_DIR).glob("*.yaml"))
 
 
-def load_set_recipes(recipe_set: RecipeSet, root: Path = RECIPES_DIR) -> list[Recipe]:
+def load_set_recipes(recipe_set: RecipeSet, root: Path | None = None) -> list[Recipe]:
     return [load_recipe(ref, root) for ref in recipe_set.recipes]
