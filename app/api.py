@@ -6,9 +6,10 @@ from fastapi import FastAPI
 
 from app.errors import install_error_handlers
 from app.middleware import BodySizeLimitMiddleware
+from app.observe import OutcomeIndex, RequestMetricsMiddleware
 from app.recipes.schema import GatewaySpec
 from app.registry import ModelRegistry
-from app.routes import audio, embeddings, generate, health, models, rerank
+from app.routes import audio, embeddings, feedback, generate, health, models, rerank
 
 
 def create_api(registry: ModelRegistry, gateway: GatewaySpec, recipe_set: str) -> FastAPI:
@@ -19,6 +20,7 @@ def create_api(registry: ModelRegistry, gateway: GatewaySpec, recipe_set: str) -
     )
     api.state.registry = registry
     api.state.recipe_set = recipe_set
+    api.state.outcomes = OutcomeIndex()
     for router in (
         health.router,
         models.router,
@@ -26,8 +28,11 @@ def create_api(registry: ModelRegistry, gateway: GatewaySpec, recipe_set: str) -
         embeddings.router,
         rerank.router,
         audio.router,
+        feedback.router,
     ):
         api.include_router(router)
     install_error_handlers(api)
     api.add_middleware(BodySizeLimitMiddleware, max_body_bytes=gateway.max_body_bytes)
+    # Outermost: measures every request, a 413 from the size limit included.
+    api.add_middleware(RequestMetricsMiddleware, outcomes=api.state.outcomes)
     return api

@@ -38,7 +38,11 @@ def deployment_class(engine_kind: str) -> Any:
 
 def identity_of(recipe: Recipe) -> PoolIdentity:
     return PoolIdentity(
-        model=recipe.model.name, pool=recipe.profile, deployment=recipe.id, recipe=recipe.ref
+        model=recipe.model.name,
+        pool=recipe.profile,
+        deployment=recipe.id,
+        recipe=recipe.ref,
+        usd_per_hour=recipe.cost.usd_per_hour,
     )
 
 

@@ -80,12 +80,14 @@ def _validation_message(exc: RequestValidationError) -> tuple[str, str | None]:
 def install_error_handlers(app: FastAPI) -> None:
     @app.exception_handler(ServingError)
     async def _serving_error(request: Request, exc: ServingError):
+        request.state.error_type = exc.code or exc.error_type
         return serving_error_response(exc)
 
     @app.exception_handler(RequestValidationError)
     async def _validation_error(request: Request, exc: RequestValidationError):
         # FastAPI reports a non-JSON body as a validation error; say what is really wrong.
         if _expects_json(request) and not is_json_request(request):
+            request.state.error_type = "unsupported_media_type"
             return error_json(
                 415,
                 "Content-Type must be application/json, got "
@@ -94,11 +96,13 @@ def install_error_handlers(app: FastAPI) -> None:
                 code="unsupported_media_type",
             )
         message, param = _validation_message(exc)
+        request.state.error_type = "invalid_value"
         return error_json(400, message, "invalid_request_error", param=param, code="invalid_value")
 
     @app.exception_handler(StarletteHTTPException)
     async def _http_error(request: Request, exc: StarletteHTTPException):
         error_type = "server_error" if exc.status_code >= 500 else "invalid_request_error"
+        request.state.error_type = f"http_{exc.status_code}"
         message = exc.detail if isinstance(exc.detail, str) else str(exc.detail)
         if exc.status_code in (404, 405) and message in ("Not Found", "Method Not Allowed"):
             message = f"Invalid URL ({request.method} {request.url.path})"
@@ -108,6 +112,7 @@ def install_error_handlers(app: FastAPI) -> None:
     async def _unexpected(request: Request, exc: Exception):
         request_id = request.headers.get("x-request-id")
         logger.exception("unhandled error for request %s", request_id)
+        request.state.error_type = "internal_error"
         return error_json(
             500,
             f"Internal error while serving request {request_id}",

@@ -86,10 +86,15 @@ def deploy(config) -> None:
     from ray.serve._private import api as serve_private_api  # the call `serve run` makes
     from ray.serve.config import gRPCOptions
 
+    from telemetry.tracing import endpoint_configured
+
+    if config.tracing_config is not None and endpoint_configured():
+        config.tracing_config.enabled = True
     client = serve_private_api.serve_start(
         http_options=config.http_options.model_dump(),
         proxy_location=config.proxy_location,
         grpc_options=gRPCOptions(**config.grpc_options.model_dump()),
+        global_tracing_config=config.tracing_config,
     )
     client.deploy_apps(config, _blocking=False)
 

@@ -9,7 +9,7 @@ from fastapi.responses import JSONResponse, Response
 
 from app import dispatch
 from app.protocol.audio import Granularity, ResponseFormat, render
-from app.routes.deps import pool_headers, resolve_pool
+from app.routes.deps import call_context, pool_headers, resolve_pool
 from deployments.common.errors import InvalidRequest, PayloadTooLarge
 from deployments.stt.engine import Transcript, TranscriptionOptions
 
@@ -50,7 +50,9 @@ async def transcriptions(
         temperature=temperature,
         word_timestamps="word" in granularities,
     )
-    transcript: Transcript = await dispatch.call(pool, "transcribe", data, options)
+    transcript: Transcript = await dispatch.call(
+        pool, "transcribe", data, options, call_context(request)
+    )
     body, media_type = render(transcript, response_format, granularities)
     headers = pool_headers(pool)
     if isinstance(body, dict):

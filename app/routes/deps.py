@@ -7,6 +7,7 @@ from fastapi.responses import Response
 from pydantic import BaseModel
 
 from app.registry import ModelRegistry, Pool
+from deployments.common.identity import CallContext
 
 PROFILE_HEADER = "x-workload-profile"
 RECIPE_HEADER = "x-recipe"
@@ -17,7 +18,17 @@ def registry(request: Request) -> ModelRegistry:
 
 
 def resolve_pool(request: Request, model: str, endpoint: str) -> Pool:
-    return registry(request).resolve(model, endpoint, request.headers.get(PROFILE_HEADER))
+    pool = registry(request).resolve(model, endpoint, request.headers.get(PROFILE_HEADER))
+    request.state.pool = pool  # the metrics middleware labels the request with it
+    return pool
+
+
+def call_context(request: Request) -> CallContext:
+    """Request id (Serve's proxy always sets x-request-id) and ingress arrival time."""
+    return CallContext(
+        request_id=request.headers.get("x-request-id", ""),
+        arrival=getattr(request.state, "arrival", 0.0),
+    )
 
 
 def pool_headers(pool: Pool) -> dict[str, str]:

@@ -12,7 +12,7 @@ from fastapi.responses import JSONResponse, Response, StreamingResponse
 from app import dispatch
 from app.protocol.chat import ChatCompletionRequest, GenerationParams
 from app.protocol.completions import CompletionRequest
-from app.routes.deps import pool_headers, resolve_pool
+from app.routes.deps import call_context, pool_headers, resolve_pool
 
 router = APIRouter(tags=["generation"])
 
@@ -32,7 +32,7 @@ async def completions(body: CompletionRequest, request: Request) -> Response:
 async def _generate(body: GenerationParams, request: Request, endpoint: str, method: str):
     pool = resolve_pool(request, body.model, endpoint)
     payload = body.engine_body()
-    items = await dispatch.stream(pool, method, payload)
+    items = await dispatch.stream(pool, method, payload, call_context(request))
     headers = pool_headers(pool)
     if body.stream:
         return StreamingResponse(

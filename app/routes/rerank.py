@@ -7,7 +7,7 @@ from fastapi.responses import Response
 
 from app import dispatch
 from app.protocol.rerank import RerankRequest, RerankResponse
-from app.routes.deps import json_response, resolve_pool
+from app.routes.deps import call_context, json_response, resolve_pool
 
 router = APIRouter(tags=["rerank"])
 
@@ -17,5 +17,5 @@ router = APIRouter(tags=["rerank"])
 @router.post("/rerank", response_model=RerankResponse, include_in_schema=False)
 async def rerank(body: RerankRequest, request: Request) -> Response:
     pool = resolve_pool(request, body.model, "rerank")
-    result: RerankResponse = await dispatch.call(pool, "rerank", body)
+    result: RerankResponse = await dispatch.call(pool, "rerank", body, call_context(request))
     return json_response(result, pool)

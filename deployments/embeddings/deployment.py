@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import base64
+import time
 
 import numpy as np
 from ray import serve
@@ -12,14 +13,18 @@ from app.protocol.common import Usage
 from app.protocol.embeddings import EmbeddingData, EmbeddingRequest, EmbeddingResponse
 from deployments.common.batching import chunked, make_batcher
 from deployments.common.errors import InvalidRequest
-from deployments.common.identity import PoolIdentity
+from deployments.common.identity import CallContext, PoolIdentity
 from deployments.common.model_source import ModelSource
 from deployments.embeddings.config import EmbeddingEngineConfig
 from deployments.embeddings.engine import EmbeddingEngine, reduce_dimensions
+from telemetry.pool import PoolTelemetry
+from telemetry.tracing import span
+
+Chunk = tuple[list[str], float]  # texts, and when the ingress received their request
 
 
-def _count_texts(chunks: list[list[str]]) -> int:
-    return sum(len(chunk) for chunk in chunks)
+def _count_texts(chunks: list[Chunk]) -> int:
+    return sum(len(texts) for texts, _ in chunks)
 
 
 @serve.deployment(name="embeddings")
@@ -27,19 +32,29 @@ class EmbeddingDeployment:
     def __init__(self, identity: PoolIdentity, model: ModelSource, engine: EmbeddingEngineConfig):
         self.identity = identity
         self.config = engine
+        self.telemetry = PoolTelemetry(identity)
         self.engine = EmbeddingEngine(model.resolve(), engine)
         self._encode_batched = make_batcher(self._encode_many, engine.batch, _count_texts)
+        self.telemetry.ready()
 
-    async def _encode_many(self, chunks: list[list[str]]) -> list[np.ndarray]:
-        flat = [text for chunk in chunks for text in chunk]
+    async def _encode_many(self, chunks: list[Chunk]) -> list[np.ndarray]:
+        for _, arrival in chunks:
+            self.telemetry.queued(arrival)
+        flat = [text for texts, _ in chunks for text in texts]
+        started = time.perf_counter()
         vectors = await asyncio.to_thread(self.engine.encode, flat)
+        self.telemetry.batch(len(flat), time.perf_counter() - started)
         out, start = [], 0
-        for chunk in chunks:
-            out.append(vectors[start : start + len(chunk)])
-            start += len(chunk)
+        for texts, _ in chunks:
+            out.append(vectors[start : start + len(texts)])
+            start += len(texts)
         return out
 
-    async def embed(self, request: EmbeddingRequest) -> EmbeddingResponse:
+    async def embed(self, request: EmbeddingRequest, call: CallContext) -> EmbeddingResponse:
+        with self.telemetry.request(call), span("embeddings.embed", model=self.identity.model):
+            return await self._embed(request, call)
+
+    async def _embed(self, request: EmbeddingRequest, call: CallContext) -> EmbeddingResponse:
         inputs = request.texts_or_ids()
         if len(inputs) > self.config.max_inputs:
             raise InvalidRequest(
@@ -60,13 +75,20 @@ class EmbeddingDeployment:
             tokens = self.engine.check_lengths(counts, truncate)
             pieces = chunked(texts, self.config.batch.max_batch_size)
             vectors = np.concatenate(
-                await asyncio.gather(*(self._encode_batched(piece) for piece in pieces))
+                await asyncio.gather(
+                    *(self._encode_batched((piece, call.arrival)) for piece in pieces)
+                )
             )
         else:
             ids: list[list[int]] = inputs  # type: ignore[assignment]
             tokens = self.engine.check_lengths([len(x) for x in ids], truncate)
             ids = [x[: self.engine.max_input_tokens] for x in ids]
+            self.telemetry.queued(call.arrival)
+            started = time.perf_counter()
             vectors = await asyncio.to_thread(self.engine.encode_token_ids, ids)
+            self.telemetry.batch(len(ids), time.perf_counter() - started)
+        self.telemetry.items("texts", len(inputs))
+        self.telemetry.items("input_tokens", sum(tokens))
 
         vectors = reduce_dimensions(vectors, request.dimensions, self.config.normalize)
         return EmbeddingResponse(
@@ -77,9 +99,6 @@ class EmbeddingDeployment:
             model=self.identity.model,
             usage=Usage(prompt_tokens=sum(tokens), total_tokens=sum(tokens)),
         )
-
-    def identity_info(self) -> PoolIdentity:
-        return self.identity
 
 
 def _encode_vector(vector: np.ndarray, encoding_format: str) -> list[float] | str:

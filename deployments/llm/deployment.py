@@ -16,10 +16,14 @@ from typing import Any
 
 from ray import serve
 
-from deployments.common.identity import PoolIdentity
+from deployments.common.identity import CallContext, PoolIdentity
 from deployments.common.model_source import ModelSource
+from deployments.llm import vllm_compat
 from deployments.llm.config import LLMEngineConfig
 from deployments.llm.engine import RequestRecord, VLLMEngine
+from deployments.llm.stats import pool_stat_logger_factory
+from telemetry.pool import PoolTelemetry
+from telemetry.tracing import span
 
 logger = logging.getLogger("ray.serve")
 
@@ -34,6 +38,7 @@ class LLMDeployment:
 
         self.identity = identity
         self.config = engine
+        self.telemetry = PoolTelemetry(identity)
         self.recent: collections.deque[RequestRecord] = collections.deque(maxlen=RECENT_RECORDS)
         placement_group = None
         if engine.device == "cuda" and engine.tensor_parallel_size > 1:
@@ -45,8 +50,12 @@ class LLMDeployment:
             model.resolve(),
             identity.model,
             engine,
-            on_finished=self.recent.append,
+            on_finished=self._finished,
             placement_group=placement_group,
+            stat_loggers=[
+                vllm_compat.ray_stat_logger(),  # vLLM's own vllm:* metrics
+                pool_stat_logger_factory(identity.tags),  # ours, labelled by pool and recipe
+            ],
         )
         logger.info(
             "vLLM %s serving %s (pool %s, recipe %s), max_model_len=%d",
@@ -56,16 +65,37 @@ class LLMDeployment:
             identity.recipe,
             self.engine.max_model_len,
         )
+        self.telemetry.ready()
 
-    async def chat(self, body: dict[str, Any]) -> AsyncIterator[str | dict[str, Any]]:
-        result = await self.engine.chat(body)
-        async for item in _items(result):
+    def _finished(self, record: RequestRecord) -> None:
+        self.recent.append(record)
+        if record.queue_s is not None:
+            self.telemetry.queue_time(record.queue_s)
+
+    async def chat(
+        self, body: dict[str, Any], call: CallContext
+    ) -> AsyncIterator[str | dict[str, Any]]:
+        async for item in self._generate(self.engine.chat, body, call):
             yield item
 
-    async def completion(self, body: dict[str, Any]) -> AsyncIterator[str | dict[str, Any]]:
-        result = await self.engine.completion(body)
-        async for item in _items(result):
+    async def completion(
+        self, body: dict[str, Any], call: CallContext
+    ) -> AsyncIterator[str | dict[str, Any]]:
+        async for item in self._generate(self.engine.completion, body, call):
             yield item
+
+    async def _generate(self, run, body: dict[str, Any], call: CallContext):
+        with (
+            self.telemetry.request(call),
+            span("llm.generate", model=self.identity.model, stream=bool(body.get("stream"))) as s,
+        ):
+            result = await run(body, call)
+            first = True
+            async for item in _items(result):
+                if first:
+                    s.add_event("first_token")
+                    first = False
+                yield item
 
     def recent_requests(self, limit: int = 100) -> list[RequestRecord]:
         return list(self.recent)[-limit:]

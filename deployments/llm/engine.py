@@ -9,17 +9,18 @@ and a per-request record taken from vLLM's request metrics.
 
 from __future__ import annotations
 
+import contextvars
 import logging
 import os
-import time
 from collections.abc import AsyncIterator, Callable
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 from pydantic import ValidationError
 
 from deployments.common.errors import InvalidRequest, ServingError, error_for_status
+from deployments.common.identity import CallContext
 from deployments.llm import vllm_compat
 from deployments.llm.config import LLMEngineConfig
 
@@ -73,27 +74,30 @@ def _json(value: Any) -> str:
     return json.dumps(value) if isinstance(value, dict | list) else str(value)
 
 
+# The call a generate() belongs to: set by the deployment around the serving call, read when
+# vLLM's serving layer calls engine.generate (synchronously, inside that call).
+CURRENT_CALL: contextvars.ContextVar[CallContext | None] = contextvars.ContextVar(
+    "current_call", default=None
+)
+
+
 @dataclass
 class RequestRecord:
     """One finished engine request, from vLLM's own request metrics (times in seconds)."""
 
     request_id: str
+    platform_request_id: str | None
     prompt_tokens: int
     generated_tokens: int
     cached_tokens: int
-    queue_s: float | None = None  # engine arrival -> first scheduled
+    queue_s: float | None = None  # ingress arrival -> first scheduled in the engine
     ttft_s: float | None = None  # engine arrival -> first token
     tpot_s: float | None = None  # (last token - first token) / (generated - 1)
     finished: str | None = None
 
 
-@dataclass
-class _Pending:
-    arrival: float = field(default_factory=time.time)
-
-
 class ObservedEngineClient:
-    """vLLM's engine client with every RequestOutput shown to an observer on its way out.
+    """vLLM's engine client with every finished RequestOutput turned into a RequestRecord.
 
     Everything else is delegated, so vLLM's serving classes use it as the engine itself.
     """
@@ -105,27 +109,33 @@ class ObservedEngineClient:
     def __getattr__(self, name: str) -> Any:
         return getattr(self._engine, name)
 
-    async def generate(self, *args: Any, **kwargs: Any) -> AsyncIterator[Any]:
-        async for output in self._engine.generate(*args, **kwargs):
+    def generate(self, *args: Any, **kwargs: Any) -> AsyncIterator[Any]:
+        return self._observe(self._engine.generate(*args, **kwargs), CURRENT_CALL.get())
+
+    async def _observe(self, outputs: AsyncIterator[Any], call: CallContext | None):
+        async for output in outputs:
             if output.finished:
-                self._on_finished(_record_of(output))
+                self._on_finished(_record_of(output, call))
             yield output
 
 
-def _record_of(output: Any) -> RequestRecord:
+def _record_of(output: Any, call: CallContext | None) -> RequestRecord:
     generated = sum(len(c.token_ids) for c in output.outputs)
     record = RequestRecord(
         request_id=output.request_id,
+        platform_request_id=call.request_id if call else None,
         prompt_tokens=len(output.prompt_token_ids or ()),
         generated_tokens=generated,
         cached_tokens=int(output.num_cached_tokens or 0),
         finished=output.outputs[0].finish_reason if output.outputs else None,
     )
     stats = getattr(output, "metrics", None)
-    # Engine-core timestamps are monotonic and share one clock, so differences are exact.
+    # Engine-core timestamps are monotonic and share one clock, so differences are exact; the
+    # frontend arrival is wall-clock, comparable with the ingress's arrival on this host.
     if stats is not None and getattr(stats, "queued_ts", 0):
         if stats.scheduled_ts:
-            record.queue_s = max(0.0, stats.scheduled_ts - stats.queued_ts)
+            hop = max(0.0, stats.arrival_time - call.arrival) if call else 0.0
+            record.queue_s = hop + max(0.0, stats.scheduled_ts - stats.queued_ts)
         if stats.first_token_ts:
             record.ttft_s = stats.first_token_latency or (stats.first_token_ts - stats.queued_ts)
         n = stats.num_generation_tokens
@@ -156,7 +166,7 @@ class VLLMEngine:
         cfg: LLMEngineConfig,
         on_finished: Callable[[RequestRecord], None],
         placement_group: Any = None,
-        ray_metrics: bool = True,
+        stat_loggers: list[Any] | None = None,
     ) -> VLLMEngine:
         from starlette.datastructures import State
         from vllm.engine.arg_utils import AsyncEngineArgs
@@ -174,7 +184,6 @@ class VLLMEngine:
             # Tensor-parallel workers go into the replica's own placement group (as Ray Serve
             # LLM does), so the bundles the recipe rendered are the GPUs the engine uses.
             vllm_config.parallel_config.placement_group = placement_group
-        stat_loggers = [vllm_compat.ray_stat_logger()] if ray_metrics else None
         engine = AsyncLLM.from_vllm_config(
             vllm_config=vllm_config,
             usage_context=UsageContext.OPENAI_API_SERVER,
@@ -191,22 +200,32 @@ class VLLMEngine:
 
     # -- requests -----------------------------------------------------------------------------
 
-    async def chat(self, body: dict[str, Any]) -> AsyncIterator[str] | dict[str, Any]:
+    async def chat(
+        self, body: dict[str, Any], call: CallContext | None = None
+    ) -> AsyncIterator[str] | dict[str, Any]:
         serving = self.state.openai_serving_chat
         request = self._parse(self._chat_request, body)
+        token = CURRENT_CALL.set(call)
         try:
             result = await serving.create_chat_completion(request, None)
         except self._client_errors as e:
             result = serving.create_error_response(e)
+        finally:
+            CURRENT_CALL.reset(token)
         return self._result(result)
 
-    async def completion(self, body: dict[str, Any]) -> AsyncIterator[str] | dict[str, Any]:
+    async def completion(
+        self, body: dict[str, Any], call: CallContext | None = None
+    ) -> AsyncIterator[str] | dict[str, Any]:
         serving = self.state.openai_serving_completion
         request = self._parse(self._completion_request, body)
+        token = CURRENT_CALL.set(call)
         try:
             result = await serving.create_completion(request, None)
         except self._client_errors as e:
             result = serving.create_error_response(e)
+        finally:
+            CURRENT_CALL.reset(token)
         return self._result(result)
 
     def _parse(self, request_class: type, body: dict[str, Any]) -> Any:

@@ -4,6 +4,7 @@ across requests."""
 from __future__ import annotations
 
 import asyncio
+import time
 import uuid
 
 import numpy as np
@@ -18,16 +19,19 @@ from app.protocol.rerank import (
 )
 from deployments.common.batching import chunked, make_batcher
 from deployments.common.errors import InvalidRequest
-from deployments.common.identity import PoolIdentity
+from deployments.common.identity import CallContext, PoolIdentity
 from deployments.common.model_source import ModelSource
 from deployments.rerank.config import RerankEngineConfig
 from deployments.rerank.engine import RerankEngine
+from telemetry.pool import PoolTelemetry
+from telemetry.tracing import span
 
 Pair = tuple[str, str]
+Group = tuple[list[Pair], float]  # pairs, and when the ingress received their request
 
 
-def _count_pairs(groups: list[list[Pair]]) -> int:
-    return sum(len(group) for group in groups)
+def _count_pairs(groups: list[Group]) -> int:
+    return sum(len(pairs) for pairs, _ in groups)
 
 
 @serve.deployment(name="rerank")
@@ -35,19 +39,29 @@ class RerankDeployment:
     def __init__(self, identity: PoolIdentity, model: ModelSource, engine: RerankEngineConfig):
         self.identity = identity
         self.config = engine
+        self.telemetry = PoolTelemetry(identity)
         self.engine = RerankEngine(model.resolve(), engine)
         self._score_batched = make_batcher(self._score_many, engine.batch, _count_pairs)
+        self.telemetry.ready()
 
-    async def _score_many(self, groups: list[list[Pair]]) -> list[np.ndarray]:
-        flat = [pair for group in groups for pair in group]
+    async def _score_many(self, groups: list[Group]) -> list[np.ndarray]:
+        for _, arrival in groups:
+            self.telemetry.queued(arrival)
+        flat = [pair for pairs, _ in groups for pair in pairs]
+        started = time.perf_counter()
         scores = await asyncio.to_thread(self.engine.score, flat)
+        self.telemetry.batch(len(flat), time.perf_counter() - started)
         out, start = [], 0
-        for group in groups:
-            out.append(scores[start : start + len(group)])
-            start += len(group)
+        for pairs, _ in groups:
+            out.append(scores[start : start + len(pairs)])
+            start += len(pairs)
         return out
 
-    async def rerank(self, request: RerankRequest) -> RerankResponse:
+    async def rerank(self, request: RerankRequest, call: CallContext) -> RerankResponse:
+        with self.telemetry.request(call), span("rerank.rerank", model=self.identity.model):
+            return await self._rerank(request, call)
+
+    async def _rerank(self, request: RerankRequest, call: CallContext) -> RerankResponse:
         documents = request.document_texts()
         if len(documents) > self.config.max_documents:
             raise InvalidRequest(
@@ -58,9 +72,10 @@ class RerankDeployment:
         truncate = self.config.truncate if request.truncate is None else request.truncate
         tokens = self.engine.check_lengths(request.query, documents, truncate)
         pairs = [(request.query, doc) for doc in documents]
-        parts = await asyncio.gather(
-            *(self._score_batched(p) for p in chunked(pairs, self.config.batch.max_batch_size))
-        )
+        pieces = chunked(pairs, self.config.batch.max_batch_size)
+        parts = await asyncio.gather(*(self._score_batched((p, call.arrival)) for p in pieces))
+        self.telemetry.items("pairs", len(pairs))
+        self.telemetry.items("input_tokens", tokens)
         scores = np.concatenate(parts)
         # Stable sort: equal scores keep the client's document order.
         order = sorted(range(len(documents)), key=lambda i: -float(scores[i]))

@@ -10,14 +10,17 @@ Decoding (PyAV) and transcription run off the event loop.
 from __future__ import annotations
 
 import asyncio
+import time
 from concurrent.futures import ThreadPoolExecutor
 
 from ray import serve
 
-from deployments.common.identity import PoolIdentity
+from deployments.common.identity import CallContext, PoolIdentity
 from deployments.common.model_source import ModelSource
 from deployments.stt.config import SttEngineConfig
 from deployments.stt.engine import Transcript, TranscriptionOptions, WhisperEngine
+from telemetry.pool import PoolTelemetry
+from telemetry.tracing import span
 
 
 @serve.deployment(name="stt")
@@ -25,16 +28,30 @@ class TranscriptionDeployment:
     def __init__(self, identity: PoolIdentity, model: ModelSource, engine: SttEngineConfig):
         self.identity = identity
         self.config = engine
+        self.telemetry = PoolTelemetry(identity)
         self.engine = WhisperEngine(model.resolve(), engine)
         self._workers = ThreadPoolExecutor(
             max_workers=engine.num_workers, thread_name_prefix="whisper"
         )
+        self.telemetry.ready()
 
-    async def transcribe(self, data: bytes, options: TranscriptionOptions) -> Transcript:
-        loop = asyncio.get_running_loop()
-        audio = await asyncio.to_thread(self.engine.decode, data)
-        self.engine.check(audio, options)
-        return await loop.run_in_executor(self._workers, self.engine.transcribe, audio, options)
+    async def transcribe(
+        self, data: bytes, options: TranscriptionOptions, call: CallContext
+    ) -> Transcript:
+        with self.telemetry.request(call), span("stt.transcribe", model=self.identity.model):
+            audio = await asyncio.to_thread(self.engine.decode, data)
+            seconds = self.engine.check(audio, options)
+
+            def run() -> Transcript:
+                self.telemetry.queued(call.arrival)
+                started = time.perf_counter()
+                transcript = self.engine.transcribe(audio, options)
+                self.telemetry.batch(1, time.perf_counter() - started)
+                return transcript
+
+            transcript = await asyncio.get_running_loop().run_in_executor(self._workers, run)
+            self.telemetry.items("audio_seconds", seconds)
+            return transcript
 
     def runtime(self) -> dict[str, str | None]:
         """Where this replica really runs (after any CUDA fallback)."""

@@ -10,6 +10,7 @@ import yaml
 from app.recipes.launch import AppArgs, LaunchedRecipe
 from app.recipes.loader import CONFIG_ROOT, load_set, load_set_recipes
 from app.recipes.schema import Recipe, RecipeSet
+from telemetry.tracing import EXPORTER_IMPORT_PATH
 
 APP_NAME = "platform"
 GATEWAY_DEPLOYMENT = "Gateway"
@@ -99,6 +100,7 @@ def render(recipe_set: RecipeSet, recipes: list[Recipe]) -> dict[str, Any]:
     }
     if recipe_set.ray_env:
         application["runtime_env"] = {"env_vars": dict(sorted(recipe_set.ray_env.items()))}
+    application["logging_config"] = {"encoding": "JSON", "log_level": "INFO"}
     application["args"] = args.model_dump(mode="json")
     application["deployments"] = [gateway_deployment(recipe_set)] + [
         pool_deployment(r) for r in recipes
@@ -106,6 +108,13 @@ def render(recipe_set: RecipeSet, recipes: list[Recipe]) -> dict[str, Any]:
     return {
         "proxy_location": "HeadOnly",
         "http_options": {"host": recipe_set.gateway.host, "port": recipe_set.gateway.port},
+        # Off until an OTLP endpoint is configured where the app starts (the launcher turns
+        # it on then); Serve traces proxy, replicas and handle hops, we add engine spans.
+        "tracing_config": {
+            "enabled": False,
+            "exporter_import_path": EXPORTER_IMPORT_PATH,
+            "sampling_ratio": recipe_set.gateway.trace_sampling_ratio,
+        },
         "applications": [application],
     }
 
@@ -123,9 +132,7 @@ def render_text(recipe_set: RecipeSet, recipes: list[Recipe]) -> str:
         "# Do not edit: change the recipes under serve_configs/ and re-render.\n"
         "# Start it with `python -m app.launcher <this file>` (or `serve run` / `serve deploy`).\n"
     )
-    body = yaml.dump(
-        render(recipe_set, recipes), Dumper=_PlainDumper, sort_keys=False, width=100
-    )
+    body = yaml.dump(render(recipe_set, recipes), Dumper=_PlainDumper, sort_keys=False, width=100)
     return header + body
 
 

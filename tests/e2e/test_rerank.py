@@ -4,6 +4,7 @@ cross-encoder path through the real deployment class."""
 from __future__ import annotations
 
 import asyncio
+import time
 
 import pytest
 
@@ -120,6 +121,7 @@ def test_cross_encoder_path_plumbing(serve_app):
     from app.builder import identity_of
     from app.protocol.rerank import RerankRequest
     from app.recipes.loader import load_recipe
+    from deployments.common.identity import CallContext
     from deployments.rerank.deployment import RerankDeployment
 
     recipe = load_recipe("rerank-minilm-cpu@1")
@@ -135,8 +137,9 @@ def test_cross_encoder_path_plumbing(serve_app):
     )
     try:
         request = RerankRequest(model=MODEL, query=QUERY, documents=DOCS, return_documents=True)
-        first = handle.rerank.remote(request).result(timeout_s=120)
-        again = handle.rerank.remote(request).result(timeout_s=120)
+        call = CallContext(request_id="plumbing", arrival=time.time())
+        first = handle.rerank.remote(request, call).result(timeout_s=120)
+        again = handle.rerank.remote(request, call).result(timeout_s=120)
         assert sorted(r.index for r in first.results) == [0, 1, 2, 3]
         scores = [r.relevance_score for r in first.results]
         assert scores == sorted(scores, reverse=True)

@@ -1,0 +1,114 @@
+"""Ingress telemetry: one ASGI middleware that measures every request (status, error type,
+duration, TTFT of streams, 429s), writes one JSON log line per request, and remembers which
+pool served each request id so POST /v1/feedback can label its outcome."""
+
+from __future__ import annotations
+
+import collections
+import logging
+import time
+from typing import Any
+
+from starlette.types import ASGIApp, Message, Receive, Scope, Send
+
+from telemetry import metrics
+
+logger = logging.getLogger("ray.serve")
+
+NO_POOL = {"model": "none", "pool": "none", "recipe": "none"}
+
+
+class OutcomeIndex:
+    """request id -> pool labels of recent answered requests (bounded, oldest dropped)."""
+
+    def __init__(self, capacity: int = 100_000):
+        self.capacity = capacity
+        self._labels: collections.OrderedDict[str, dict[str, str]] = collections.OrderedDict()
+
+    def remember(self, request_id: str, labels: dict[str, str]) -> None:
+        self._labels[request_id] = labels
+        if len(self._labels) > self.capacity:
+            self._labels.popitem(last=False)
+
+    def labels(self, request_id: str) -> dict[str, str] | None:
+        return self._labels.get(request_id)
+
+
+def _header(scope: Scope, name: bytes) -> str | None:
+    for key, value in scope.get("headers", ()):
+        if key == name:
+            return value.decode("latin-1")
+    return None
+
+
+class RequestMetricsMiddleware:
+    def __init__(self, app: ASGIApp, outcomes: OutcomeIndex):
+        self.app = app
+        self.outcomes = outcomes
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http":
+            await self.app(scope, receive, send)
+            return
+        arrival = time.time()
+        state = scope.setdefault("state", {})
+        state["arrival"] = arrival
+        seen: dict[str, Any] = {"status": 500, "stream": False, "first": None, "done": False}
+
+        async def send_and_measure(message: Message) -> None:
+            if message["type"] == "http.response.start":
+                seen["status"] = message["status"]
+                content_type = dict(message.get("headers", ())).get(b"content-type", b"")
+                seen["stream"] = content_type.startswith(b"text/event-stream")
+            elif message["type"] == "http.response.body":
+                if seen["first"] is None and message.get("body"):
+                    seen["first"] = time.time()
+                if not message.get("more_body"):
+                    seen["done"] = True
+            await send(message)
+
+        try:
+            await self.app(scope, receive, send_and_measure)
+        finally:
+            self._record(scope, arrival, seen)
+
+    def _record(self, scope: Scope, arrival: float, seen: dict[str, Any]) -> None:
+        state = scope.get("state", {})
+        route = scope.get("route")
+        endpoint = getattr(route, "path", "unmatched")
+        pool = state.get("pool")
+        labels = (
+            {"model": pool.model, "pool": pool.profile, "recipe": pool.recipe_ref}
+            if pool is not None
+            else NO_POOL
+        )
+        status = int(seen["status"]) if seen["done"] else 499  # 499: the client went away
+        error_type = state.get("error_type", "") if status >= 400 else ""
+        seconds = time.time() - arrival
+        tags = {"endpoint": endpoint, **labels}
+        metrics.requests_total().inc(
+            1, tags={**tags, "status": str(status), "error_type": error_type}
+        )
+        metrics.request_duration().observe(seconds, tags={**tags, "status": str(status)})
+        ttft = None
+        if seen["stream"] and seen["first"] is not None and status == 200:
+            ttft = seen["first"] - arrival
+            metrics.stream_ttft().observe(ttft, tags=tags)
+        if status == 429 and pool is not None:
+            metrics.rejected_total().inc(1, tags={**labels, "reason": "queue_full"})
+        request_id = _header(scope, b"x-request-id") or ""
+        if pool is not None and 200 <= status < 300 and request_id:
+            self.outcomes.remember(request_id, labels)
+        logger.info(
+            "request",
+            extra={
+                "event": "request",
+                "platform_request_id": request_id,
+                "endpoint": endpoint,
+                **labels,
+                "status": status,
+                "error_type": error_type,
+                "seconds": round(seconds, 6),
+                "ttft_s": None if ttft is None else round(ttft, 6),
+            },
+        )
