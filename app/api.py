@@ -9,7 +9,16 @@ from app.middleware import BodySizeLimitMiddleware
 from app.observe import OutcomeIndex, RequestMetricsMiddleware
 from app.recipes.schema import GatewaySpec
 from app.registry import ModelRegistry
-from app.routes import audio, embeddings, feedback, generate, health, models, rerank
+from app.routes import (
+    audio,
+    embeddings,
+    feedback,
+    generate,
+    health,
+    metrics,
+    models,
+    rerank,
+)
 
 
 def create_api(registry: ModelRegistry, gateway: GatewaySpec, recipe_set: str) -> FastAPI:
@@ -29,6 +38,7 @@ def create_api(registry: ModelRegistry, gateway: GatewaySpec, recipe_set: str) -
         rerank.router,
         audio.router,
         feedback.router,
+        metrics.router,
     ):
         api.include_router(router)
     install_error_handlers(api)

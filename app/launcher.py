@@ -70,7 +70,9 @@ def apply_serve_runtime(config) -> dict[str, str]:
     return env
 
 
-def init_local_ray(include_dashboard: bool = True, log_to_driver: bool = True) -> None:
+def init_local_ray(
+    include_dashboard: bool = True, log_to_driver: bool = True, metrics_port: int | None = None
+) -> None:
     import ray
 
     ray.init(
@@ -78,7 +80,13 @@ def init_local_ray(include_dashboard: bool = True, log_to_driver: bool = True) -
         include_dashboard=include_dashboard,
         dashboard_host="127.0.0.1",
         log_to_driver=log_to_driver,
+        _metrics_export_port=metrics_port,
     )
+
+
+def metrics_port_of(config) -> int | None:
+    gateway = (config.applications[0].args or {}).get("gateway", {})
+    return gateway.get("metrics_export_port")
 
 
 def deploy(config) -> None:
@@ -90,6 +98,7 @@ def deploy(config) -> None:
 
     if config.tracing_config is not None and endpoint_configured():
         config.tracing_config.enabled = True
+        os.environ.setdefault("OTEL_SERVICE_NAME", "inference-platform")
     client = serve_private_api.serve_start(
         http_options=config.http_options.model_dump(),
         proxy_location=config.proxy_location,
@@ -200,7 +209,7 @@ def main(argv: list[str] | None = None) -> int:
 
     if owns_ray:
         apply_serve_runtime(config)
-        init_local_ray()
+        init_local_ray(metrics_port=metrics_port_of(config))
     else:
         print(
             "joining an existing cluster: its nodes must have been started with "
@@ -218,6 +227,12 @@ def main(argv: list[str] | None = None) -> int:
             f"(models: GET /v1/models; Ctrl-C stops)",
             flush=True,
         )
+        if owns_ray:
+            print(
+                f"metrics: http://127.0.0.1:{metrics_port_of(config)}/metrics (Prometheus), "
+                "dashboard: http://127.0.0.1:8265",
+                flush=True,
+            )
         if owns_ray:
             while not stop.wait(1.0):
                 pass

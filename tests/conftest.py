@@ -38,7 +38,19 @@ def pytest_collection_modifyitems(config, items):
 
 
 @pytest.fixture(scope="session")
-def serve_app() -> Iterator[str]:
+def otlp():
+    """A local OTLP/HTTP receiver; the app exports its traces here (tracing turns on because
+    the endpoint is configured before the app starts)."""
+    from tests.otlp import OtlpReceiver
+
+    receiver = OtlpReceiver()
+    os.environ["OTEL_EXPORTER_OTLP_TRACES_ENDPOINT"] = receiver.endpoint
+    yield receiver
+    receiver.close()
+
+
+@pytest.fixture(scope="session")
+def serve_app(otlp) -> Iterator[str]:
     """Start the embedded default app exactly as `make serve` does; yield its base URL."""
     from app.launcher import running_app
 

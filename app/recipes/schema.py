@@ -269,6 +269,9 @@ class GatewaySpec(Strict):
         90.0, gt=0, description="Launcher fails if a replica stays unschedulable this long"
     )
     serve_runtime: ServeRuntimeSpec = Field(default_factory=ServeRuntimeSpec)
+    metrics_export_port: int = Field(
+        8080, ge=1, le=65535, description="Ray's Prometheus endpoint on a node the launcher starts"
+    )
     trace_sampling_ratio: float = Field(
         0.05, ge=0, le=1, description="Share of requests traced when an OTLP endpoint is set"
     )

