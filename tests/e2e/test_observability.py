@@ -235,3 +235,13 @@ def test_metrics_route_is_prometheus_text(http, path):
     assert r.status_code == 200
     assert r.headers["content-type"].startswith("text/plain")
     assert "# TYPE ray_platform_requests_total counter" in r.text
+
+
+def test_cost_report_reads_the_live_app(http, serve_app, capsys):
+    from ops.cost_report import main as cost_report
+
+    http.post("/v1/feedback", json={"request_id": "x", "accepted": True})
+    assert cost_report(["--metrics-url", f"{serve_app}/metrics"]) == 0
+    out = capsys.readouterr().out
+    assert out.startswith("| model | pool | requests | accepted |")
+    assert "| all-minilm-l6-v2 | embed |" in out
