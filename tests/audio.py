@@ -1,13 +1,13 @@
-"""Test speech: espeak-ng speaks, sox resamples, PyAV transcodes to other containers."""
+"""Test audio: speech from ops.speech, transcoded by PyAV into other containers."""
 
 from __future__ import annotations
 
 import io
-import shutil
-import subprocess
 from pathlib import Path
 
 import numpy as np
+
+from ops.speech import speak  # noqa: F401  (tests speak through the one helper)
 
 FOX = "the quick brown fox jumps over the lazy dog"
 PLATFORM = (
@@ -24,22 +24,6 @@ FORMATS = {
     "webm": ("webm", "libopus", ".webm"),
     "m4a": ("ipod", "aac", ".m4a"),
 }
-
-
-def require_speech_tools() -> None:
-    missing = [tool for tool in ("espeak-ng", "sox") if shutil.which(tool) is None]
-    if missing:
-        raise RuntimeError(f"{missing} not installed: `make test` installs them")
-
-
-def speak(text: str, path: Path, words_per_minute: int = 140) -> Path:
-    """16 kHz mono 16-bit WAV of `text` spoken by espeak-ng."""
-    require_speech_tools()
-    raw = path.with_suffix(".raw.wav")
-    subprocess.run(["espeak-ng", "-s", str(words_per_minute), "-w", str(raw), text], check=True)
-    subprocess.run(["sox", str(raw), "-r", "16000", "-c", "1", "-b", "16", str(path)], check=True)
-    raw.unlink()
-    return path
 
 
 def transcode(wav: Path, name: str) -> bytes:

@@ -13,39 +13,18 @@ from __future__ import annotations
 import argparse
 import asyncio
 import statistics
-import tempfile
 import time
 from concurrent.futures import ThreadPoolExecutor
-from pathlib import Path
 
 import aiohttp
 
 from app.launcher import running_app
 from app.recipes.loader import load_recipe
 from ops.bench.common import PROJECT_ROOT, environment, markdown_table, write_result
+from ops.speech import clips as speech_clips
+from ops.speech import wav_seconds
 
 RECIPE = "stt-whisper-tiny-cpu@1"
-SENTENCES = [
-    "The quick brown fox jumps over the lazy dog.",
-    "Please send the quarterly report to the finance team before Friday.",
-    "Our platform serves speech, text and embeddings from one cluster of machines.",
-    "The train to the airport leaves every twenty minutes from the central station.",
-    "Rerankers read the query and the document together to judge how well they match.",
-    "A cold start is the time between deploying a model and serving its first request.",
-    "We measure time to first token, time per output token and the total latency.",
-    "Autoscaling adds replicas when the queue grows and removes them when it is idle.",
-]
-
-
-def make_clips(folder: Path) -> list[tuple[bytes, float]]:
-    from tests.audio import speak
-
-    clips = []
-    for i, text in enumerate(SENTENCES):
-        wav = speak(text, folder / f"clip{i}.wav")
-        data = wav.read_bytes()
-        clips.append((data, (len(data) - 44) / 2 / 16000))
-    return clips
 
 
 def in_process_rate(clips: list[tuple[bytes, float]], concurrency: int, rounds: int) -> float:
@@ -103,8 +82,7 @@ async def http_rate(
 
 def run(url: str, concurrencies: list[int], rounds: int) -> dict:
     model = load_recipe(RECIPE).model.name
-    with tempfile.TemporaryDirectory() as tmp:
-        clips = make_clips(Path(tmp))
+    clips = [(data, wav_seconds(data)) for data in speech_clips()]
     points, rows = [], []
     for c in concurrencies:
         baseline = in_process_rate(clips, c, rounds)

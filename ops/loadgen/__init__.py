@@ -1,0 +1,1 @@
+"""Load generator and benchmark harness driven by scenario files (`python -m ops.loadgen`)."""

@@ -1,0 +1,3 @@
+from ops.loadgen.cli import app
+
+app()
