@@ -24,17 +24,16 @@ from ops.bench.common import markdown_table, sentences, write_result
 RECIPE = "embed-minilm-cpu@1"
 
 
-def in_process_rate(texts: list[str], repeats: int = 3) -> float:
+def in_process_rate(texts: list[str], repeats: int = 3, recipe_ref: str = RECIPE) -> float:
     """Texts per second of the same model called directly, batch 64, with every core of this
     machine (not the replica's thread count: the baseline is the best in-process can do)."""
     import os
 
     from deployments.embeddings.engine import EmbeddingEngine
 
-    recipe = load_recipe(RECIPE)
-    config = recipe.engine.model_copy(
-        update={"num_threads": os.cpu_count(), "encode_batch_size": 64}
-    )
+    recipe = load_recipe(recipe_ref)
+    threads = os.cpu_count() if recipe.engine.device == "cpu" else recipe.engine.num_threads
+    config = recipe.engine.model_copy(update={"num_threads": threads, "encode_batch_size": 64})
     engine = EmbeddingEngine(recipe.model.source.resolve(), config)
     engine.encode(texts[:64])  # warm-up
     rates = []
@@ -93,11 +92,17 @@ async def http_rate(
     }
 
 
-def run(url: str, n_texts: int, per_request: list[int], concurrencies: list[int]) -> dict:
+def run(
+    url: str,
+    n_texts: int,
+    per_request: list[int],
+    concurrencies: list[int],
+    recipe_ref: str = RECIPE,
+) -> dict:
     texts = sentences(n_texts)
-    model = load_recipe(RECIPE).model.name
+    model = load_recipe(recipe_ref).model.name
     rows, points = [], []
-    baseline = in_process_rate(texts)
+    baseline = in_process_rate(texts, recipe_ref=recipe_ref)
     for size in per_request:
         for c in concurrencies:
             point = asyncio.run(http_rate(url, model, texts, c, size))
@@ -146,11 +151,12 @@ def main() -> None:
     parser.add_argument("--texts", type=int, default=2048)
     parser.add_argument("--per-request", type=int, nargs="+", default=[1, 16])
     parser.add_argument("--concurrency", type=int, nargs="+", default=[1, 8, 32])
+    parser.add_argument("--recipe", default=RECIPE, help="the embedding recipe served at --url")
     opts = parser.parse_args()
     from ops.bench.common import PROJECT_ROOT, environment
 
     if opts.url:
-        result = run(opts.url, opts.texts, opts.per_request, opts.concurrency)
+        result = run(opts.url, opts.texts, opts.per_request, opts.concurrency, opts.recipe)
     else:
         with running_app(
             PROJECT_ROOT / "serve_configs" / "local.yaml", opts.port, log=print

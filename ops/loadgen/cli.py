@@ -46,6 +46,37 @@ def execute(scenario: Scenario, url: str, progress: bool = True) -> RunResult:
     return asyncio.run(run_http(scenario, url, _clips_if_needed(scenario), progress))
 
 
+INPROCESS = "inprocess:"
+
+
+async def _compare_rounds(sides: dict, rounds: int, gpu_util: float) -> dict[str, list[RunResult]]:
+    """A B A B ... in one event loop, so an in-process engine (`inprocess:<recipe@version>`)
+    stays up for every round."""
+    from ops.loadgen.runner import run as run_scenario
+
+    engines = {}
+    for side, (url, _) in sides.items():
+        if url.startswith(INPROCESS):
+            from ops.loadgen.inprocess import start_engine
+
+            engines[side] = await start_engine(url[len(INPROCESS) :], gpu_util)
+    results: dict[str, list[RunResult]] = {side: [] for side in sides}
+    for i in range(rounds):
+        for side, (url, scenario) in sides.items():
+            typer.echo(f"round {i + 1}/{rounds}: {side} {url}")
+            if side in engines:
+                from ops.loadgen.inprocess import inprocess_sender
+
+                send = inprocess_sender(engines[side])
+                result = await run_scenario(scenario, send, url, progress=False)
+            else:
+                result = await run_http(scenario, url, _clips_if_needed(scenario), False)
+            results[side].append(result)
+    for engine in engines.values():
+        engine.shutdown()
+    return results
+
+
 @app.command("run")
 def run_command(
     scenario_name: str = typer.Argument(..., help="a name in ops/loadgen/scenarios or a path"),
@@ -125,21 +156,18 @@ def sweep(
 @app.command()
 def compare(
     scenario_name: str = typer.Argument(...),
-    a: str = typer.Option(..., help="URL of A (e.g. bare vllm serve)"),
+    a: str = typer.Option(..., help="URL of A (bare vllm serve), or inprocess:<recipe@version>"),
     b: str = typer.Option(..., help="URL of B (e.g. this platform)"),
     model_a: str = typer.Option(None, help="LLM model name on A"),
     model_b: str = typer.Option(None, help="LLM model name on B"),
     rounds: int = typer.Option(4, help="A B A B ... rounds; each runs the whole scenario"),
+    inprocess_gpu_util: float = typer.Option(0.3, help="gpu_memory_utilization in-process"),
     out: Path = typer.Option(None),
 ) -> None:
     """Run the same scenario against two endpoints, interleaved, and report B relative to A."""
     base = load_scenario(scenario_name)
     sides = {"A": (a, _with_models(base, model_a, [])), "B": (b, _with_models(base, model_b, []))}
-    results: dict[str, list[RunResult]] = {"A": [], "B": []}
-    for i in range(rounds):
-        for side, (url, scenario) in sides.items():
-            typer.echo(f"round {i + 1}/{rounds}: {side} {url}")
-            results[side].append(execute(scenario, url, progress=False))
+    results = asyncio.run(_compare_rounds(sides, rounds, inprocess_gpu_util))
     body = {"scenario": base.name, "rounds": rounds, "a": a, "b": b, "sides": {}}
     for side, runs in results.items():
         records = [r for run in runs for r in run.records]

@@ -23,9 +23,13 @@ WORDS = (
 ).split()
 
 
+DUMMY_VOCAB = (3, 128255)  # ops.models dummy-llama: "<s>", "</s>", "<unk>", then t3..t128255
+
+
 @dataclass
 class Sampler:
     seed: int
+    vocabulary: str = "english"
     rng: random.Random = field(init=False)
     np_rng: np.random.Generator = field(init=False)
     _traces: dict[str, list[int]] = field(default_factory=dict)
@@ -53,6 +57,9 @@ class Sampler:
         return self._traces[key]
 
     def words(self, n: int) -> str:
+        if self.vocabulary == "dummy-llama":
+            low, high = DUMMY_VOCAB
+            return " ".join(f"t{self.rng.randint(low, high)}" for _ in range(n))
         return " ".join(self.rng.choice(WORDS) for _ in range(n))
 
 
@@ -67,7 +74,7 @@ class RequestFactory:
 
     def __init__(self, profile: Profile, seed: int, audio_clips: list[bytes] | None = None):
         self.profile = profile
-        self.sampler = Sampler(seed)
+        self.sampler = Sampler(seed, profile.vocabulary)
         self.system = self.sampler.words(profile.prefix.shared_prefix_tokens)
         self.sessions: list[Session] = []
         self.audio_clips = audio_clips or []

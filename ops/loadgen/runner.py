@@ -111,17 +111,22 @@ def http_sender(session: aiohttp.ClientSession, base_url: str, timeout_s: float)
 
 async def _read_stream(response: aiohttp.ClientResponse, record: RequestRecord) -> None:
     async for raw in response.content:
-        line = raw.strip()
-        if not line.startswith(b"data: ") or line == b"data: [DONE]":
-            continue
-        event = json.loads(line[6:])
-        choices = event.get("choices") or []
-        if choices:
-            c = choices[0]
-            text = c.get("text") or (c.get("delta") or {}).get("content")
-            if text:
-                record.chunks.append(time.perf_counter())
-        _usage(event, record)
+        on_sse_line(raw, record)
+
+
+def on_sse_line(raw: bytes | str, record: RequestRecord) -> None:
+    """Record one line of an OpenAI SSE stream: a chunk that carries output, or the usage."""
+    line = raw.strip() if isinstance(raw, bytes) else raw.strip().encode()
+    if not line.startswith(b"data: ") or line == b"data: [DONE]":
+        return
+    event = json.loads(line[6:])
+    choices = event.get("choices") or []
+    if choices:
+        c = choices[0]
+        text = c.get("text") or (c.get("delta") or {}).get("content")
+        if text:
+            record.chunks.append(time.perf_counter())
+    _usage(event, record)
 
 
 def _usage(event: dict[str, Any], record: RequestRecord) -> None:

@@ -69,6 +69,12 @@ class Profile(Strict):
     prefix: PrefixReuse = Field(default_factory=PrefixReuse)
     stream: bool = True
     ignore_eos: bool = Field(True, description="Generate exactly the sampled output length")
+    vocabulary: Literal["english", "dummy-llama"] = Field(
+        "english",
+        description="Prompt words: English (about a token each with BPE tokenizers), or the "
+        "dummy model's own words t3..t128255 (exactly one token each, random like vLLM's "
+        "random dataset, so prefix caching sees no accidental reuse)",
+    )
     headers: dict[str, str] = Field(default_factory=dict)
     slo: SLO = Field(default_factory=SLO)
 

