@@ -48,6 +48,22 @@ def content_hash(model: BaseModel) -> str:
     return hashlib.sha256(body.encode()).hexdigest()
 
 
+class Versioned(Strict):
+    """Identity of a recipe or a recipe set: id, version, and a hash of everything in it."""
+
+    id: str = Field(pattern=r"^[a-z0-9][a-z0-9-]*$")
+    version: int = Field(ge=1)
+
+    @property
+    def content_hash(self) -> str:
+        """Two launches with one hash ran the same thing."""
+        return content_hash(self)
+
+    @property
+    def ref(self) -> str:
+        return f"{self.id}@{self.version}+{self.content_hash[:12]}"
+
+
 class Architecture(Strict):
     """What the VRAM estimate needs to know about an LLM."""
 
@@ -171,9 +187,9 @@ class CostSpec(Strict):
     basis: str = Field(description="How the rate was derived, e.g. '$3.00/GPU-h x 0.2 GPU'")
 
 
-class Recipe(Strict):
-    id: str = Field(pattern=r"^[a-z0-9][a-z0-9-]*$", description="Also the deployment name")
-    version: int = Field(ge=1)
+class Recipe(Versioned):
+    """One pool; its id is also the Ray Serve deployment name."""
+
     description: str = ""
     task: Task
     profile: Profile
@@ -204,15 +220,6 @@ class Recipe(Strict):
     @property
     def profiles(self) -> list[str]:
         return [self.profile, *[p for p in self.serves_profiles if p != self.profile]]
-
-    @property
-    def content_hash(self) -> str:
-        """sha256 of the recipe's content: two launches with one hash ran the same thing."""
-        return content_hash(self)
-
-    @property
-    def ref(self) -> str:
-        return f"{self.id}@{self.version}+{self.content_hash[:12]}"
 
 
 class NodeSpec(Strict):
@@ -277,9 +284,7 @@ class GatewaySpec(Strict):
     )
 
 
-class RecipeSet(Strict):
-    id: str = Field(pattern=r"^[a-z0-9][a-z0-9-]*$")
-    version: int = Field(ge=1)
+class RecipeSet(Versioned):
     description: str = ""
     node: NodeSpec
     recipes: list[str] = Field(min_length=1, description="recipe-id@version, each one pool")
@@ -291,11 +296,3 @@ class RecipeSet(Strict):
     ray_env: dict[str, str] = Field(
         default_factory=dict, description="Environment for every replica (runtime_env.env_vars)"
     )
-
-    @property
-    def content_hash(self) -> str:
-        return content_hash(self)
-
-    @property
-    def ref(self) -> str:
-        return f"{self.id}@{self.version}+{self.content_hash[:12]}"

@@ -11,7 +11,7 @@ from ray import serve
 
 from app.protocol.common import Usage
 from app.protocol.embeddings import EmbeddingData, EmbeddingRequest, EmbeddingResponse
-from deployments.common.batching import chunked, make_batcher
+from deployments.common.batching import chunked, count_items, make_batcher, run_flat_batch
 from deployments.common.errors import InvalidRequest
 from deployments.common.identity import CallContext, PoolIdentity
 from deployments.common.model_source import ModelSource
@@ -23,10 +23,6 @@ from telemetry.tracing import span
 Chunk = tuple[list[str], float]  # texts, and when the ingress received their request
 
 
-def _count_texts(chunks: list[Chunk]) -> int:
-    return sum(len(texts) for texts, _ in chunks)
-
-
 @serve.deployment(name="embeddings")
 class EmbeddingDeployment:
     def __init__(self, identity: PoolIdentity, model: ModelSource, engine: EmbeddingEngineConfig):
@@ -34,21 +30,11 @@ class EmbeddingDeployment:
         self.config = engine
         self.telemetry = PoolTelemetry(identity)
         self.engine = EmbeddingEngine(model.resolve(), engine)
-        self._encode_batched = make_batcher(self._encode_many, engine.batch, _count_texts)
+        self._encode_batched = make_batcher(self._encode_many, engine.batch, count_items)
         self.telemetry.ready()
 
     async def _encode_many(self, chunks: list[Chunk]) -> list[np.ndarray]:
-        for _, arrival in chunks:
-            self.telemetry.queued(arrival)
-        flat = [text for texts, _ in chunks for text in texts]
-        started = time.perf_counter()
-        vectors = await asyncio.to_thread(self.engine.encode, flat)
-        self.telemetry.batch(len(flat), time.perf_counter() - started)
-        out, start = [], 0
-        for texts, _ in chunks:
-            out.append(vectors[start : start + len(texts)])
-            start += len(texts)
-        return out
+        return await run_flat_batch(chunks, self.engine.encode, self.telemetry)
 
     async def embed(self, request: EmbeddingRequest, call: CallContext) -> EmbeddingResponse:
         with self.telemetry.request(call), span("embeddings.embed", model=self.identity.model):

@@ -4,7 +4,6 @@ across requests."""
 from __future__ import annotations
 
 import asyncio
-import time
 import uuid
 
 import numpy as np
@@ -17,7 +16,7 @@ from app.protocol.rerank import (
     RerankResult,
     RerankUsage,
 )
-from deployments.common.batching import chunked, make_batcher
+from deployments.common.batching import chunked, count_items, make_batcher, run_flat_batch
 from deployments.common.errors import InvalidRequest
 from deployments.common.identity import CallContext, PoolIdentity
 from deployments.common.model_source import ModelSource
@@ -30,10 +29,6 @@ Pair = tuple[str, str]
 Group = tuple[list[Pair], float]  # pairs, and when the ingress received their request
 
 
-def _count_pairs(groups: list[Group]) -> int:
-    return sum(len(pairs) for pairs, _ in groups)
-
-
 @serve.deployment(name="rerank")
 class RerankDeployment:
     def __init__(self, identity: PoolIdentity, model: ModelSource, engine: RerankEngineConfig):
@@ -41,21 +36,11 @@ class RerankDeployment:
         self.config = engine
         self.telemetry = PoolTelemetry(identity)
         self.engine = RerankEngine(model.resolve(), engine)
-        self._score_batched = make_batcher(self._score_many, engine.batch, _count_pairs)
+        self._score_batched = make_batcher(self._score_many, engine.batch, count_items)
         self.telemetry.ready()
 
     async def _score_many(self, groups: list[Group]) -> list[np.ndarray]:
-        for _, arrival in groups:
-            self.telemetry.queued(arrival)
-        flat = [pair for pairs, _ in groups for pair in pairs]
-        started = time.perf_counter()
-        scores = await asyncio.to_thread(self.engine.score, flat)
-        self.telemetry.batch(len(flat), time.perf_counter() - started)
-        out, start = [], 0
-        for pairs, _ in groups:
-            out.append(scores[start : start + len(pairs)])
-            start += len(pairs)
-        return out
+        return await run_flat_batch(groups, self.engine.score, self.telemetry)
 
     async def rerank(self, request: RerankRequest, call: CallContext) -> RerankResponse:
         with self.telemetry.request(call), span("rerank.rerank", model=self.identity.model):

@@ -28,6 +28,17 @@ def _fail(message: str) -> None:
     sys.exit(1)
 
 
+def _write_or_check(path, text: str, check: bool, stale: list[str]) -> None:
+    """Write a generated file, or with --check only note whether it differs from `text`."""
+    if check:
+        if not path.exists() or path.read_text() != text:
+            stale.append(str(path))
+        return
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text(text)
+    typer.echo(f"wrote {path}")
+
+
 @app.command()
 def validate(
     targets: list[str] = typer.Argument(None, help="recipe-id@version or set ids (default: all)"),
@@ -58,14 +69,7 @@ def render(
     stale = []
     try:
         for set_id in ids:
-            path, text = render_set_id(set_id)
-            if check:
-                if not path.exists() or path.read_text() != text:
-                    stale.append(str(path))
-                continue
-            path.parent.mkdir(parents=True, exist_ok=True)
-            path.write_text(text)
-            typer.echo(f"rendered {set_id} -> {path}")
+            _write_or_check(*render_set_id(set_id), check, stale)
     except RecipeError as e:
         _fail(str(e))
     if stale:
@@ -118,14 +122,7 @@ def decision(
     stale = []
     for ref in refs:
         recipe = load_recipe(ref)
-        path, text = decision_path(recipe), render_decision(recipe)
-        if check:
-            if not path.exists() or path.read_text() != text:
-                stale.append(str(path))
-            continue
-        path.parent.mkdir(parents=True, exist_ok=True)
-        path.write_text(text)
-        typer.echo(f"wrote {path}")
+        _write_or_check(decision_path(recipe), render_decision(recipe), check, stale)
     if stale:
         _fail("decision records out of date (run `python -m ops.recipes decision`):\n  "
               + "\n  ".join(stale))  # fmt: skip
