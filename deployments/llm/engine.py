@@ -43,6 +43,8 @@ def engine_cli_args(model_dir: Path, served_name: str, cfg: LLMEngineConfig) -> 
         "--seed", str(cfg.seed),
         "--enable-prefix-caching" if cfg.enable_prefix_caching else "--no-enable-prefix-caching",
     ]  # fmt: skip
+    if cfg.stream_interval > 1:
+        args += ["--stream-interval", str(cfg.stream_interval)]
     if cfg.max_num_batched_tokens is not None:
         args += ["--max-num-batched-tokens", str(cfg.max_num_batched_tokens)]
     if cfg.quantization:

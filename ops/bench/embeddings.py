@@ -136,7 +136,7 @@ def run(
         rows,
     )
     return {
-        "recipe": RECIPE,
+        "recipe": recipe_ref,
         "texts": n_texts,
         "in_process_texts_per_s": baseline,
         "points": points,

@@ -28,7 +28,7 @@ export VLLM_USE_FLASHINFER_SAMPLER=0 RAY_USAGE_STATS_ENABLED=0 RAY_AUTH_MODE=tok
 PY=python3
 APP=http://127.0.0.1:8000
 BARE=http://127.0.0.1:8100
-PROOF_RECIPE=llm-llama3-8b-proof-h100@1
+PROOF_RECIPE=${PROOF_RECIPE:-llm-llama3-8b-proof-h100@2}
 
 wait_for() {  # url timeout_s
   local deadline=$((SECONDS + $2))
@@ -56,11 +56,12 @@ app)
   ;;
 bare)
   # The proof recipe's engine flags, at a smaller memory share: both servers share the GPU.
-  FLAGS=$($PY - <<'EOF'
+  FLAGS=$(PROOF_RECIPE=$PROOF_RECIPE $PY - <<'EOF'
 from pathlib import Path
 from app.recipes.loader import load_recipe
 from deployments.llm.engine import engine_cli_args
-r = load_recipe("llm-llama3-8b-proof-h100@1")
+import os
+r = load_recipe(os.environ["PROOF_RECIPE"])
 e = r.engine.model_copy(update={"gpu_memory_utilization": 0.3})
 print(" ".join(engine_cli_args(r.model.source.resolve(), "dummy", e)))
 EOF
@@ -91,7 +92,7 @@ embed)
   say "embeddings: HTTP vs in-process on the GPU"
   timeout 240 $PY -m ops.bench.embeddings --url $APP --recipe embed-minilm-h100@1 \
     --per-request 1 16 --concurrency 1 32 2>&1 | tail -8
-  cp -r ops/results/embeddings "$RES/" 2>/dev/null
+  mkdir -p "$RES/embeddings"; cp "$(ls -t ops/results/embeddings/*.json | head -1)" "$RES/embeddings/"
   say "speech through the app"
   $PY - <<'EOF' 2>&1 | tail -5
 import json, httpx, ray
