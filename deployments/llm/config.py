@@ -48,6 +48,11 @@ class LLMEngineConfig(BaseModel):
         None, description="Path of a Jinja chat template; None = the tokenizer's own"
     )
     max_logprobs: int = Field(20, ge=0, description="Most logprobs a request may ask for")
+    engine_metrics: bool = Field(
+        True,
+        description="Publish vLLM's own vllm:* metrics through Ray (its stat logger observes "
+        "every token; at high concurrency that costs the engine frontend measurable CPU)",
+    )
     stream_interval: int = Field(
         1,
         ge=1,

@@ -53,8 +53,8 @@ class LLMDeployment:
             on_finished=self._finished,
             placement_group=placement_group,
             stat_loggers=[
-                vllm_compat.ray_stat_logger(),  # vLLM's own vllm:* metrics
                 pool_stat_logger_factory(identity.tags),  # ours, labelled by pool and recipe
+                *([vllm_compat.ray_stat_logger()] if engine.engine_metrics else []),  # vLLM's
             ],
         )
         logger.info(

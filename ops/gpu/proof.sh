@@ -45,7 +45,7 @@ app)
   $PY -m ops.models prepare --set "$SET" | tail -2
   setsid nohup $PY -m app.launcher "serve_configs/rendered/$SET.yaml" > "$RES/app-$SET.log" 2>&1 < /dev/null &
   deadline=$((SECONDS + ${APP_TIMEOUT:-480}))
-  until grep -q "ready in\|launch failed" "$RES/app-$SET.log" 2>/dev/null; do
+  until grep -q "^ready in\|launch failed" "$RES/app-$SET.log" 2>/dev/null; do
     [ $SECONDS -gt $deadline ] && { say "app not ready in time"; break; }
     sleep 3
   done
@@ -73,11 +73,14 @@ EOF
   nvidia-smi --query-gpu=memory.used,memory.total --format=csv
   ;;
 p1)
-  for c in 16 64; do
+  # TAG prefixes the result folders (several app variants in one session); P1_CONCURRENCY
+  # picks the points; XCHECK=0 skips the vllm bench cross-check.
+  for c in ${P1_CONCURRENCY:-16 64}; do
     say "P1 concurrency $c: A = bare vLLM, B = the app"
     timeout 240 $PY -m ops.loadgen compare ops/gpu/scenarios/p1-c$c.yaml --a $BARE --model-a dummy \
-      --b $APP --rounds 2 --out "$RES/p1-c$c" 2>&1 | tail -8
+      --b $APP --rounds 2 --out "$RES/${TAG:-}p1-c$c" 2>&1 | tail -8
   done
+  [ "${XCHECK:-1}" = 1 ] || continue
   say "cross-check: vllm bench serve and our load generator, same server, same shape"
   timeout 150 $PY -m vllm.entrypoints.cli.main bench serve --backend vllm --host 127.0.0.1 --port 8100 \
     --model dummy --tokenizer /tmp/models/llama-3-8b-dummy --dataset-name random \
