@@ -212,7 +212,9 @@ async def test_client_disconnect_aborts_the_engine_request(serve_app):
         ) as r,
     ):
         seen = 0
-        async for line in r.aiter_lines():
+        # Hold the line iterator: a dropped one is finalized at once, which closes the stream.
+        lines = r.aiter_lines()
+        async for line in lines:
             if line.startswith("data: {"):
                 seen += 1
             if seen >= 5:

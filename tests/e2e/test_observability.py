@@ -45,10 +45,35 @@ def wait_for(http, predicate, timeout_s: float = 40.0):
         time.sleep(1.0)
 
 
+def settled(
+    http, *series: tuple[str, dict[str, str]], quiet_s: float = 12.0, timeout_s: float = 90.0
+):
+    """Wait until earlier tests' requests have all been exported: Ray pushes metrics every few
+    seconds, so counts from a request that just ended can still land after a first scrape."""
+    deadline = time.monotonic() + timeout_s
+    samples = scrape(http)
+    values = [total(samples, name, **labels) for name, labels in series]
+    while time.monotonic() < deadline:
+        time.sleep(quiet_s)
+        samples = scrape(http)
+        now = [total(samples, name, **labels) for name, labels in series]
+        if now == values:
+            break
+        values = now
+    return samples
+
+
 def test_metrics_count_the_traffic_sent(http):
     pool = {"pool": "fast_chat", "recipe": LLM.ref}
     embed_labels = {"endpoint": "/v1/embeddings", "status": "200", "recipe": EMBED.ref}
-    before = scrape(http)
+    missing = {"status": "404", "error_type": "model_not_found"}
+    before = settled(
+        http,
+        ("ray_platform_llm_ttft_seconds_count", pool),
+        ("ray_platform_stream_ttft_seconds_count", {"pool": "fast_chat"}),
+        ("ray_platform_requests_total", embed_labels),
+        ("ray_platform_requests_total", missing),
+    )
     ttft0 = total(before, "ray_platform_llm_ttft_seconds_count", **pool)
     stream0 = total(before, "ray_platform_stream_ttft_seconds_count", pool="fast_chat")
     embeds0 = total(before, "ray_platform_requests_total", **embed_labels)
