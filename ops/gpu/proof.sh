@@ -28,7 +28,7 @@ export VLLM_USE_FLASHINFER_SAMPLER=0 RAY_USAGE_STATS_ENABLED=0 RAY_AUTH_MODE=tok
 PY=python3
 APP=http://127.0.0.1:8000
 BARE=http://127.0.0.1:8100
-PROOF_RECIPE=${PROOF_RECIPE:-llm-llama3-8b-proof-h100@2}
+PROOF_RECIPE=${PROOF_RECIPE:-llm-llama3-8b-proof-h100@5}
 
 wait_for() {  # url timeout_s
   local deadline=$((SECONDS + $2))
@@ -51,6 +51,8 @@ app)
   done
   grep -E "^\[ *[0-9.]+s\]|ready in|launch failed|Error|error" "$RES/app-$SET.log" | grep -v "^\s*$" | tail -25
   curl -s $APP/v1/models | $PY -c "import json,sys; [print(m['id'], m['task'], m['recipe']) for m in json.load(sys.stdin)['data']]"
+  # The exact recipe refs this run measured, for ops.gpu.summarize's envelope table.
+  curl -s $APP/v1/models | $PY -c "import json,sys; print(*sorted({m['recipe'].split('+')[0] for m in json.load(sys.stdin)['data']}))" > "$RES/recipes.txt"
   nvidia-smi --query-gpu=memory.used,memory.total --format=csv | tee "$RES/vram-$SET.csv"
   say "app $SET up"
   ;;
@@ -93,7 +95,7 @@ p1)
   ;;
 embed)
   say "embeddings: HTTP vs in-process on the GPU"
-  timeout 240 $PY -m ops.bench.embeddings --url $APP --recipe embed-minilm-h100@1 \
+  timeout 240 $PY -m ops.bench.embeddings --url $APP --recipe embed-minilm-h100@2 \
     --per-request 1 16 --concurrency 1 32 2>&1 | tail -8
   mkdir -p "$RES/embeddings"; cp "$(ls -t ops/results/embeddings/*.json | head -1)" "$RES/embeddings/"
   say "speech through the app"
@@ -116,7 +118,9 @@ print("stt runtime", json.dumps(h.runtime.remote().result()))
 EOF
   say "VRAM by process"
   nvidia-smi --query-compute-apps=pid,used_memory --format=csv,noheader | while IFS=, read -r pid mem; do
-    echo "$mem $(ps -o args= -p $pid | cut -c1-80)"; done | tee "$RES/vram-by-process.txt"
+    # the parent tells the app's EngineCore (under a ServeReplica) from the bare server's
+    echo "$mem $(ps -o args= -p $pid | cut -c1-80) <- $(ps -o args= -p $(ps -o ppid= -p $pid) | cut -c1-60)"
+  done | tee "$RES/vram-by-process.txt"
   curl -s $APP/metrics | grep -E "^ray_platform_(gpu|replica_init)" | grep -v bucket > "$RES/metrics-gpu.txt"
   head -20 "$RES/metrics-gpu.txt"
   ;;

@@ -13,7 +13,9 @@ import sys
 from pathlib import Path
 from typing import Any
 
-from app.recipes.loader import load_set, load_set_recipes
+from app.recipes.loader import load_recipe, load_set, load_set_recipes
+from app.recipes.schema import Recipe
+from ops.recipes.vram import estimate
 
 
 def _load(path: Path) -> dict[str, Any] | None:
@@ -36,7 +38,7 @@ def cold_starts(log: Path) -> list[str]:
         match = re.search(r"\[\s*([0-9.]+)s\] (\S+): HEALTHY", line)
         if match:
             lines.append(f"| {match.group(2)} | {float(match.group(1)):.1f} |")
-        match = re.search(r"ready in ([0-9.]+)s", line)
+        match = re.match(r"ready in ([0-9.]+)s", line)
         if match:
             lines.append(f"| whole application | {float(match.group(1)):.1f} |")
     return ["| deployment | deploy to healthy, s |", "|---|---|", *lines]
@@ -138,12 +140,118 @@ def embeddings_section(proof: Path) -> list[str]:
     return [body["table"], ""]
 
 
-def recipe_lines() -> list[str]:
-    lines = []
-    for set_id in ("h100x1-proof", "h100x1-mixed-dedicated", "h100x1-mixed-shared"):
+def history_section(proof: Path) -> list[str]:
+    """Earlier runs of P1 with earlier recipe versions, kept as <proof>/history/<label>/p1-c*/."""
+    folders = sorted(p for p in (proof / "history").glob("*") if p.is_dir())
+    if not folders:
+        return []
+    lines = [
+        "## Earlier P1 runs (earlier recipe versions, same phases)",
+        "",
+        "| run | concurrency | app/bare throughput | TTFT p50 Δ ms | TPOT p50 Δ ms |",
+        "|---|---|---|---|---|",
+    ]
+    for folder in folders:
+        for conc in ("c16", "c64"):
+            body = _load(folder / f"p1-{conc}" / "compare.json")
+            if body is None:
+                continue
+            r = body["ratios"]
+            lines.append(
+                f"| {folder.name} | {conc[1:]} | {_num(r['output_throughput_b_over_a'], '{:.3f}')}"
+                f" | {_num(r['ttft_p50_ms_b_minus_a'], '{:+.1f}')} | "
+                f"{_num(r['tpot_p50_ms_b_minus_a'], '{:+.2f}')} |"
+            )
+    notes = proof / "history" / "NOTES.md"
+    return [*lines, "", *(notes.read_text().splitlines() if notes.exists() else []), ""]
+
+
+def measured_recipes(proof: Path) -> list[Recipe]:
+    """The recipes the run served (recipes.txt, written by proof.sh), else the proof set's."""
+    listed = proof / "recipes.txt"
+    if listed.exists():
+        return [load_recipe(ref) for ref in listed.read_text().split()]
+    return load_set_recipes(load_set("h100x1-proof"))
+
+
+def vram_by_deployment(proof: Path) -> dict[str, float]:
+    """GiB per deployment from vram-by-process.txt. A Serve replica's row names its deployment;
+    a `VLLM::EngineCore` row is the app's when its parent is a ServeReplica, and when the parent
+    was not recorded, the row that is not the bare server's (bare budget from bare-flags.txt)."""
+    path = proof / "vram-by-process.txt"
+    if not path.exists():
+        return {}
+    out: dict[str, float] = {}
+    engines: list[tuple[float, str]] = []
+    for line in path.read_text().splitlines():
+        match = re.match(r"\s*(\d+) MiB (\S+)(.*)", line)
+        if not match:
+            continue
+        gib, name, rest = int(match.group(1)) / 1024, match.group(2), match.group(3)
+        replica = re.search(r"ServeReplica:[^:]+:(\S+)", name)
+        if replica:
+            out[replica.group(1)] = gib
+        elif "EngineCore" in name:
+            engines.append((gib, rest))
+    llm = [r.id for r in measured_recipes(proof) if r.engine.kind == "vllm"]
+    if not llm:
+        return out
+    under_serve = [gib for gib, parent in engines if "ServeReplica" in parent]
+    if under_serve:
+        out[llm[0]] = under_serve[0]
+    elif len(engines) == 2 and (proof / "bare-flags.txt").exists():
+        util = re.search(r"--gpu-memory-utilization (\S+)", (proof / "bare-flags.txt").read_text())
+        total = float(load_recipe(f"{llm[0]}@1").hardware.memory_gib or 0)
+        if util and total:
+            bare = float(util.group(1)) * total
+            out[llm[0]] = max(engines, key=lambda e: abs(e[0] - bare))[0]
+    return out
+
+
+def envelope_section(proof: Path) -> list[str]:
+    """Each recipe's expectations (as of the run) beside what the run measured."""
+    vram = vram_by_deployment(proof)
+    p1 = _load(proof / "p1-c64" / "compare.json")
+    embed = sorted((proof / "embeddings").glob("*.json"))
+    lines = [
+        "| recipe | VRAM expected GiB | VRAM measured GiB | throughput expected | "
+        "throughput measured |",
+        "|---|---|---|---|---|",
+    ]
+    for recipe in measured_recipes(proof):
+        exp = recipe.expectations
+        measured_tp = "-"
+        if recipe.engine.kind == "vllm" and p1 is not None:
+            measured_tp = f"{p1['sides']['B']['output_throughput']:,.0f} output_tokens/s at c=64"
+        elif recipe.task == "embed" and embed:
+            point = max(json.loads(embed[-1].read_text())["points"], key=lambda p: p["texts_per_s"])
+            measured_tp = (
+                f"{point['texts_per_s']:,.0f} texts/s at c={point['concurrency']} "
+                f"({point['texts_per_request']} texts/request, HTTP)"
+            )
+        expected_tp = (
+            f"{exp.throughput.value:,g} {exp.throughput.unit} at c={exp.throughput.concurrency}"
+            if exp.throughput
+            else "-"
+        )
+        expected_vram = _num(exp.vram_gib, "{:.1f}")
+        est = estimate(recipe)
+        if exp.vram_gib is None and est is not None:
+            expected_vram = f"{est.per_gpu_gib:.1f} (estimate; budget {est.budget_gib:.1f})"
+        lines.append(
+            f"| {recipe.ref} | {expected_vram} | "
+            f"{_num(vram.get(recipe.id), '{:.2f}')} | {expected_tp} | {measured_tp} |"
+        )
+    return [*lines, ""]
+
+
+def recipe_lines(proof: Path) -> list[str]:
+    refs = ", ".join(r.ref for r in measured_recipes(proof))
+    lines = [f"- measured: {refs}"]
+    for set_id in ("h100x1-mixed-dedicated", "h100x1-mixed-shared"):
         recipe_set = load_set(set_id)
         refs = ", ".join(r.ref for r in load_set_recipes(recipe_set))
-        lines.append(f"- `{recipe_set.ref}`: {refs}")
+        lines.append(f"- `{recipe_set.ref}` (isolation; not run yet): {refs}")
     return lines
 
 
@@ -163,10 +271,15 @@ def write(proof: Path, dest: Path, date: str) -> Path:
             "sentence-transformers 6.0.1. Model: Llama-3-8B shape (32 layers, bf16) with "
             "dummy weights (`load_format: dummy`). Recipes:",
             "",
-            *recipe_lines(),
+            *recipe_lines(proof),
             "",
             "Reproduce: `ops/gpu/README.md` (the call sequence), `ops/gpu/proof.sh` (each phase).",
             "",
+            *(
+                ["## Reading these numbers", "", *(proof / "NOTES.md").read_text().splitlines(), ""]
+                if (proof / "NOTES.md").exists()
+                else []
+            ),
             "## Cold start (deploy to healthy)",
             "",
             *cold_starts(proof / "app-h100x1-proof.log"),
@@ -192,6 +305,7 @@ def write(proof: Path, dest: Path, date: str) -> Path:
                 "in-process",
                 "app",
             ),
+            *history_section(proof),
             "## Load generator vs `vllm bench serve` (same server, random 512/128, c=64)",
             "",
             *vllm_bench_section(proof),
@@ -201,6 +315,9 @@ def write(proof: Path, dest: Path, date: str) -> Path:
             "## Embeddings on the GPU: HTTP vs in-process",
             "",
             *embeddings_section(proof),
+            "## Recipe expectations vs measured (VRAM from NVML, per process)",
+            "",
+            *envelope_section(proof),
             "## Device memory",
             "",
             "```",

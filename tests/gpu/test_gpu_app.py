@@ -30,6 +30,11 @@ def gpu_app():
 
 
 def test_llm_streams_on_the_gpu(gpu_app):
+    import json
+
+    from app.recipes.loader import load_set, load_set_recipes
+
+    (llm,) = [r for r in load_set_recipes(load_set("h100x1-proof")) if r.task == "chat"]
     with gpu_app.stream(
         "POST",
         "/v1/completions",
@@ -39,12 +44,15 @@ def test_llm_streams_on_the_gpu(gpu_app):
             "max_tokens": 32,
             "ignore_eos": True,
             "stream": True,
+            "stream_options": {"include_usage": True},
         },
     ) as r:
         assert r.status_code == 200
-        chunks = [line for line in r.iter_lines() if line.startswith("data: {")]
-    assert len(chunks) >= 32
-    assert r.headers["x-recipe"].startswith("llm-llama3-8b-proof-h100@1+")
+        chunks = [json.loads(line[6:]) for line in r.iter_lines() if line.startswith("data: {")]
+    # the recipe streams stream_interval tokens per chunk after the first
+    assert len(chunks) >= 32 // llm.engine.stream_interval
+    assert chunks[-1]["usage"]["completion_tokens"] == 32
+    assert r.headers["x-recipe"] == llm.ref
 
 
 def test_embeddings_on_the_gpu_match_the_cpu_model(gpu_app):
