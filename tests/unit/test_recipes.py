@@ -159,7 +159,7 @@ def test_rule_gpu_fractions_of_one_gpu_sum_to_at_most_one():
 def test_rule_shared_gpu_memory_claims():
     recipe_set = load_set("h100x1-proof")
     recipes = [
-        edited(r, engine__gpu_memory_utilization=0.97) if r.engine.kind == "vllm" else r
+        edited(r, engine__gpu_memory_utilization=0.99) if r.engine.kind == "vllm" else r
         for r in load_set_recipes(recipe_set)
     ]
     problems = [p for p in check_set(recipe_set, recipes) if p.rule == "gpu-sharing"]
