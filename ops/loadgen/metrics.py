@@ -1,10 +1,12 @@
 """Benchmark metrics with `vllm bench serve`'s definitions.
 
-TTFT: send to first content chunk. TPOT = (E2EL - TTFT) / (output tokens - 1), only for requests
-with more than one output token. ITL: every gap between consecutive content chunks, pooled over
-requests. E2EL: send to the end of the response. Throughputs are over the measured window.
-Goodput: requests meeting every SLO of their profile, per second. Failed requests (any non-200)
-count in error rates, never in latencies.
+TTFT: send to the first chunk that carries a choice (a generated token, even one whose text is
+empty, e.g. a partial UTF-8 byte or a special token). TPOT = (E2EL - TTFT) / (output tokens - 1),
+only for requests with more than one output token. ITL: every gap between consecutive token
+chunks, pooled over requests. E2EL: send to the last token chunk (the trailing usage chunk and
+[DONE] carry no token), or to the whole body for unary calls. Throughputs are over the measured
+window. Goodput: requests meeting every SLO of their profile, per second. Failed requests (any
+non-200) count in error rates, never in latencies.
 """
 
 from __future__ import annotations
@@ -25,7 +27,7 @@ class RequestRecord:
     end: float
     status: int
     chunks: list[float] = field(default_factory=list)
-    """Arrival time of every chunk that carried output (stream) or of the body (unary)."""
+    """Arrival time of every chunk that carried a token (stream) or of the body (unary)."""
     input_tokens: int = 0
     output_tokens: int = 0
     error: str | None = None
@@ -40,7 +42,7 @@ class RequestRecord:
 
     @property
     def e2el(self) -> float:
-        return self.end - self.send
+        return (self.chunks[-1] if self.chunks else self.end) - self.send
 
     @property
     def tpot(self) -> float | None:

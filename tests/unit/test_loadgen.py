@@ -11,7 +11,7 @@ from pydantic import ValidationError
 from ops.loadgen.cli import meets, ratios
 from ops.loadgen.metrics import RequestRecord, measured, meets_slo, summarize
 from ops.loadgen.requests import RequestFactory
-from ops.loadgen.runner import arrival_times, plan
+from ops.loadgen.runner import arrival_times, on_sse_line, plan
 from ops.loadgen.scenario import SLO, Arrival, Lengths, Profile, Scenario, load_scenario
 
 
@@ -28,6 +28,28 @@ def test_per_request_definitions():
     assert r.e2el == pytest.approx(0.6)
     assert r.tpot == pytest.approx((0.6 - 0.2) / 3)
     assert r.itls == pytest.approx([0.1, 0.2, 0.1])
+
+
+def test_stream_chunks_count_as_vllm_bench_counts_them(monkeypatch):
+    """A chunk with a choice is a token even when its text is empty (a partial UTF-8 byte); the
+    usage chunk and [DONE] are not, so E2EL ends at the last token chunk."""
+    import ops.loadgen.runner as runner
+
+    clock = iter([1.0, 1.5, 2.0])
+    monkeypatch.setattr(runner.time, "perf_counter", lambda: next(clock))
+    r = rec(send=0.8, chunks=[], end=9.0, out=0)
+    for line in (
+        b'data: {"choices": [{"index": 0, "text": ""}]}',
+        b'data: {"choices": [{"index": 0, "delta": {"content": "ab"}}]}',
+        b'data: {"choices": [{"index": 0, "text": "c", "finish_reason": "length"}]}',
+        b'data: {"choices": [], "usage": {"prompt_tokens": 5, "completion_tokens": 3}}',
+        b"data: [DONE]",
+    ):
+        on_sse_line(line, r)
+    assert r.chunks == [1.0, 1.5, 2.0]
+    assert (r.input_tokens, r.output_tokens) == (5, 3)
+    assert r.ttft == pytest.approx(0.2) and r.e2el == pytest.approx(1.2)
+    assert r.tpot == pytest.approx((1.2 - 0.2) / 2)
 
 
 def test_one_output_token_has_no_tpot():
