@@ -118,8 +118,8 @@ def on_sse_line(raw: bytes | str, record: RequestRecord) -> None:
     """Record one line of an OpenAI SSE stream: a chunk that carries a token, or the usage.
 
     As `vllm bench serve` does, any chunk with a choice counts, even with empty text: a token whose
-    text is a partial UTF-8 byte decodes to "" yet was generated then. Requiring text moved TTFT to
-    the next chunk, up to stream_interval tokens later (+100 ms at c=64 on the H100)."""
+    text is a partial UTF-8 byte decodes to "" yet was generated then; requiring text would move
+    TTFT to the next chunk, up to stream_interval tokens later."""
     line = raw.strip() if isinstance(raw, bytes) else raw.strip().encode()
     if not line.startswith(b"data: ") or line == b"data: [DONE]":
         return
