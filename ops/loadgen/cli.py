@@ -164,7 +164,8 @@ def compare(
     inprocess_gpu_util: float = typer.Option(0.3, help="gpu_memory_utilization in-process"),
     out: Path = typer.Option(None),
 ) -> None:
-    """Run the same scenario against two endpoints, interleaved, and report B relative to A."""
+    """Run the same scenario against two endpoints, interleaved, and report B relative to A;
+    writes compare.json and each round's records."""
     base = load_scenario(scenario_name)
     sides = {"A": (a, _with_models(base, model_a, [])), "B": (b, _with_models(base, model_b, []))}
     results = asyncio.run(_compare_rounds(sides, rounds, inprocess_gpu_util))
@@ -177,6 +178,10 @@ def compare(
     folder = _out_dir(f"{base.name}-compare", out)
     folder.mkdir(parents=True, exist_ok=True)
     (folder / "compare.json").write_text(json.dumps(body, indent=2) + "\n")
+    # every request of every round, to find where an outlier came from
+    for side, runs in results.items():
+        for i, run in enumerate(runs, 1):
+            (folder / f"records-{side}-round{i}.jsonl").write_text(run.jsonl())
     typer.echo(report.table({f"A {a}": body["sides"]["A"], f"B {b}": body["sides"]["B"]}))
     typer.echo(json.dumps(body["ratios"], indent=2))
     typer.echo(f"written to {folder}")

@@ -168,6 +168,28 @@ class RunResult:
         return "\n".join(lines) + "\n"
 
 
+WARMUP_CONCURRENCY = 8
+
+
+async def warm_up(scenario: Scenario, send: Send, audio_clips: list[bytes] | None) -> None:
+    """Send the scenario's warm-up requests and drop their records. They draw from their own
+    seeds, so the measured requests are the same with or without a warm-up."""
+    if not scenario.warmup_requests:
+        return
+    factories = [
+        (p, RequestFactory(p, scenario.seed + 10_000 + i, audio_clips))
+        for i, p in enumerate(scenario.profiles)
+    ]
+    gate = asyncio.Semaphore(WARMUP_CONCURRENCY)
+
+    async def one(i: int) -> None:
+        profile, factory = factories[i % len(factories)]
+        async with gate:
+            await send(profile, *factory.build())
+
+    await asyncio.gather(*(one(i) for i in range(scenario.warmup_requests)))
+
+
 async def run(
     scenario: Scenario,
     send: Send,
@@ -179,6 +201,7 @@ async def run(
         p.name: RequestFactory(p, scenario.seed + i, audio_clips)
         for i, p in enumerate(scenario.profiles)
     }
+    await warm_up(scenario, send, audio_clips)
     schedule = plan(scenario)
     records: list[RequestRecord] = []
     bar = _progress(scenario, schedule, progress)

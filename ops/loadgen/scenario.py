@@ -87,6 +87,13 @@ class Scenario(Strict):
     duration_s: float | None = Field(None, gt=0)
     requests: int | None = Field(None, ge=1)
     warmup_s: float = Field(0.0, ge=0, description="Excluded from the numbers")
+    warmup_requests: int = Field(
+        0,
+        ge=0,
+        description="Sent (round-robin over the profiles, 8 at a time) before the measured run "
+        "and left out of it, like `vllm bench serve --num-warmups`: the first requests after an "
+        "idle spell pay for cold paths (handles, thread pools, engine wake-up)",
+    )
     cooldown_s: float = Field(0.0, ge=0, description="Excluded from the numbers")
     timeout_s: float = Field(600.0, gt=0, description="Per request")
     profiles: list[Profile] = Field(min_length=1)

@@ -179,3 +179,30 @@ def test_sweep_point_and_compare_ratios():
     r = ratios(good, slower)
     assert r["output_throughput_b_over_a"] == pytest.approx(0.5)
     assert r["ttft_p50_ms_b_minus_a"] == pytest.approx(100.0)
+
+
+def test_warmup_requests_are_sent_first_and_left_out():
+    """The runner's own scheduling, with a recording sender standing in for an endpoint."""
+    import asyncio
+
+    from ops.loadgen.runner import run
+
+    def scenario(warmup: int) -> Scenario:
+        return Scenario(
+            name="w", seed=1, requests=4, warmup_requests=warmup,
+            profiles=[Profile(name="a", kind="completion", model="m",
+                              arrival=Arrival(type="concurrency", concurrency=1))],
+        )  # fmt: skip
+
+    def recorder(sent: list[str]):
+        async def send(profile, path, body, in_tokens, out_tokens):
+            sent.append(body["prompt"])
+            return rec(send=0.0, chunks=[0.1], end=0.1, out=out_tokens, profile=profile.name)
+
+        return send
+
+    plain, warmed = [], []
+    asyncio.run(run(scenario(0), recorder(plain), "t", progress=False))
+    result = asyncio.run(run(scenario(3), recorder(warmed), "t", progress=False))
+    assert len(warmed) == 7 and len(result.records) == 4
+    assert warmed[3:] == plain  # warm-ups draw from their own seed: the measured run is unchanged
