@@ -52,7 +52,7 @@ app)
   grep -E "^\[ *[0-9.]+s\]|ready in|launch failed|Error|error" "$RES/app-$SET.log" | grep -v "^\s*$" | tail -25
   curl -s $APP/v1/models | $PY -c "import json,sys; [print(m['id'], m['task'], m['recipe']) for m in json.load(sys.stdin)['data']]"
   # The exact recipe refs this run measured, for ops.gpu.summarize's envelope table.
-  curl -s $APP/v1/models | $PY -c "import json,sys; print(*sorted({m['recipe'].split('+')[0] for m in json.load(sys.stdin)['data']}))" > "$RES/recipes.txt"
+  curl -s $APP/v1/models | $PY -c "import json,sys; print(*sorted({m['recipe'].split('+')[0] for m in json.load(sys.stdin)['data']}))" > "$RES/recipes-$SET.txt"
   nvidia-smi --query-gpu=memory.used,memory.total --format=csv | tee "$RES/vram-$SET.csv"
   say "app $SET up"
   ;;

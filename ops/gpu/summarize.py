@@ -107,8 +107,9 @@ def vllm_bench_section(proof: Path) -> list[str]:
 def isolation_section(proof: Path) -> list[str]:
     lines = [
         "| layout | critical alone: TTFT p50 / p99 ms | with batch load: TTFT p50 / p99 ms | "
-        "p99 with load / alone | batch output tok/s |",
-        "|---|---|---|---|---|",
+        "p99 with load / alone | critical TPOT p50 alone / loaded ms | critical within SLO, "
+        "loaded | batch output tok/s |",
+        "|---|---|---|---|---|---|---|",
     ]
     found = False
     for name in ("dedicated", "shared"):
@@ -127,6 +128,8 @@ def isolation_section(proof: Path) -> list[str]:
         lines.append(
             f"| {name} | {_ms(a['ttft_s']['p50'])} / {_ms(a['ttft_s']['p99'])} | "
             f"{_ms(b['ttft_s']['p50'])} / {_ms(b['ttft_s']['p99'])} | {_num(ratio)} | "
+            f"{_ms(a['tpot_s']['p50'])} / {_ms(b['tpot_s']['p50'])} | "
+            f"{_num(b.get('slo_attainment'), '{:.1%}')} | "
             f"{_num(batch.get('output_throughput'), '{:.0f}')} |"
         )
     return [*lines, ""] if found else ["Not run.", ""]
@@ -167,8 +170,10 @@ def history_section(proof: Path) -> list[str]:
 
 
 def measured_recipes(proof: Path) -> list[Recipe]:
-    """The recipes the run served (recipes.txt, written by proof.sh), else the proof set's."""
-    listed = proof / "recipes.txt"
+    """The recipes the proof run served (written by proof.sh's app phase), else the set's."""
+    listed = proof / "recipes-h100x1-proof.txt"
+    if not listed.exists():
+        listed = proof / "recipes.txt"  # runs before proof.sh named the file by set
     if listed.exists():
         return [load_recipe(ref) for ref in listed.read_text().split()]
     return load_set_recipes(load_set("h100x1-proof"))
@@ -251,7 +256,7 @@ def recipe_lines(proof: Path) -> list[str]:
     for set_id in ("h100x1-mixed-dedicated", "h100x1-mixed-shared"):
         recipe_set = load_set(set_id)
         refs = ", ".join(r.ref for r in load_set_recipes(recipe_set))
-        lines.append(f"- `{recipe_set.ref}` (isolation; not run yet): {refs}")
+        lines.append(f"- `{recipe_set.ref}` (isolation): {refs}")
     return lines
 
 
@@ -310,6 +315,13 @@ def write(proof: Path, dest: Path, date: str) -> Path:
             "",
             *vllm_bench_section(proof),
             "## Isolation: TTFT-critical traffic beside saturating batch traffic",
+            "",
+            "TTFT-critical chat (Poisson 4 req/s, 64-256 tokens in, 32 out, streamed) alone, then "
+            "beside batch completions (64 in flight, 1024-1536 in, 256 out) for 40 s; "
+            "`ops/gpu/scenarios/critical-*.yaml`. Dedicated = `h100x1-mixed-dedicated` (a "
+            "critical pool and a batch pool, separate vLLM engines on the same GPU); shared = "
+            "`h100x1-mixed-shared` (one pool serves both aliases). Target: dedicated loaded p99 "
+            "<= 1.1 x alone.",
             "",
             *isolation_section(proof),
             "## Embeddings on the GPU: HTTP vs in-process",
