@@ -9,6 +9,7 @@ and a per-request record taken from vLLM's request metrics.
 
 from __future__ import annotations
 
+import contextlib
 import contextvars
 import logging
 import os
@@ -23,6 +24,7 @@ from deployments.common.errors import InvalidRequest, ServingError, error_for_st
 from deployments.common.identity import CallContext
 from deployments.llm import vllm_compat
 from deployments.llm.config import LLMEngineConfig
+from deployments.llm.start_lock import engine_start_lock, gpu_key
 
 logger = logging.getLogger("ray.serve")
 
@@ -186,13 +188,17 @@ class VLLMEngine:
             # Tensor-parallel workers go into the replica's own placement group (as Ray Serve
             # LLM does), so the bundles the recipe rendered are the GPUs the engine uses.
             vllm_config.parallel_config.placement_group = placement_group
-        engine = AsyncLLM.from_vllm_config(
-            vllm_config=vllm_config,
-            usage_context=UsageContext.OPENAI_API_SERVER,
-            stat_loggers=stat_loggers,
-            enable_log_requests=False,
-            disable_log_stats=False,
-        )
+        # Engines sharing a GPU profile its memory one at a time (see start_lock); tensor-parallel
+        # engines own whole GPUs through their placement group and need no lock.
+        shares_gpu = cfg.device == "cuda" and placement_group is None
+        async with engine_start_lock(gpu_key()) if shares_gpu else contextlib.nullcontext():
+            engine = AsyncLLM.from_vllm_config(
+                vllm_config=vllm_config,
+                usage_context=UsageContext.OPENAI_API_SERVER,
+                stat_loggers=stat_loggers,
+                enable_log_requests=False,
+                disable_log_stats=False,
+            )
         observed = ObservedEngineClient(engine, on_finished)
         state = State()
         await vllm_compat.init_app_state_fn()(
