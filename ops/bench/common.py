@@ -2,11 +2,13 @@
 
 from __future__ import annotations
 
+import contextlib
 import json
 import platform
 import random
 import subprocess
 import time
+from collections.abc import Iterator
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
@@ -14,6 +16,7 @@ from typing import Any
 from deployments.common.model_source import PROJECT_ROOT
 
 RESULTS_DIR = PROJECT_ROOT / "ops" / "results"
+LOCAL_CONFIG = PROJECT_ROOT / "serve_configs" / "local.yaml"
 
 _WORDS = (
     "model serving latency request token batch replica cluster cache prefix query document "
@@ -49,13 +52,27 @@ def environment() -> dict[str, Any]:
     }
 
 
-def write_result(name: str, result: dict[str, Any], table: str) -> Path:
+@contextlib.contextmanager
+def app_under_test(url: str | None, port: int) -> Iterator[str]:
+    """The app a benchmark measures: `url` when given, else the embedded default started here."""
+    if url:
+        yield url
+        return
+    from app.launcher import running_app
+
+    with running_app(LOCAL_CONFIG, port, log=print) as started:
+        yield started
+
+
+def write_result(name: str, result: dict[str, Any]) -> Path:
+    """Stamp the environment on a benchmark result and write its JSON and table."""
+    result["environment"] = environment()
     folder = RESULTS_DIR / name
     folder.mkdir(parents=True, exist_ok=True)
     stamp = time.strftime("%Y%m%d-%H%M%S")
     path = folder / f"{stamp}.json"
     path.write_text(json.dumps(result, indent=2) + "\n")
-    (folder / "latest.md").write_text(table + "\n")
+    (folder / "latest.md").write_text(result["table"] + "\n")
     return path
 
 

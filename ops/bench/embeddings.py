@@ -17,9 +17,8 @@ import time
 
 import aiohttp
 
-from app.launcher import running_app
 from app.recipes.loader import load_recipe
-from ops.bench.common import markdown_table, sentences, write_result
+from ops.bench.common import app_under_test, markdown_table, sentences, write_result
 
 RECIPE = "embed-minilm-cpu@1"
 
@@ -153,17 +152,9 @@ def main() -> None:
     parser.add_argument("--concurrency", type=int, nargs="+", default=[1, 8, 32])
     parser.add_argument("--recipe", default=RECIPE, help="the embedding recipe served at --url")
     opts = parser.parse_args()
-    from ops.bench.common import PROJECT_ROOT, environment
-
-    if opts.url:
-        result = run(opts.url, opts.texts, opts.per_request, opts.concurrency, opts.recipe)
-    else:
-        with running_app(
-            PROJECT_ROOT / "serve_configs" / "local.yaml", opts.port, log=print
-        ) as url:
-            result = run(url, opts.texts, opts.per_request, opts.concurrency)
-    result["environment"] = environment()
-    path = write_result("embeddings", result, result["table"])
+    with app_under_test(opts.url, opts.port) as url:
+        result = run(url, opts.texts, opts.per_request, opts.concurrency, opts.recipe)
+    path = write_result("embeddings", result)
     print(result["table"])
     print(f"\nwritten: {path}")
 

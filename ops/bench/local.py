@@ -10,9 +10,8 @@ from __future__ import annotations
 import argparse
 import time
 
-from app.launcher import running_app
 from ops.bench import embeddings, stt
-from ops.bench.common import PROJECT_ROOT, environment, write_result
+from ops.bench.common import app_under_test, write_result
 from ops.loadgen import report
 from ops.loadgen.cli import RESULTS, execute
 from ops.loadgen.scenario import load_scenario
@@ -26,7 +25,7 @@ def main() -> None:
     parser.add_argument("--skip-compare", action="store_true", help="only the scenarios")
     opts = parser.parse_args()
     stamp = time.strftime("%Y%m%d-%H%M%S")
-    with running_app(PROJECT_ROOT / "serve_configs" / "local.yaml", opts.port, log=print) as url:
+    with app_under_test(None, opts.port) as url:
         for name in SCENARIOS:
             result = execute(load_scenario(name), url)
             paths = report.write_run(result, RESULTS / f"{name}-{stamp}")
@@ -40,9 +39,8 @@ def main() -> None:
                 (stt, {"concurrencies": [1, 4, 8], "rounds": 2}),
             ):
                 result = bench.run(url, **kwargs)
-                result["environment"] = environment()
                 name = bench.__name__.rsplit(".", 1)[-1]
-                path = write_result(name, result, result["table"])
+                path = write_result(name, result)
                 print(f"\n{name}: HTTP vs in-process\n{result['table']}\n(written to {path})")
 
 

@@ -18,9 +18,8 @@ from concurrent.futures import ThreadPoolExecutor
 
 import aiohttp
 
-from app.launcher import running_app
 from app.recipes.loader import load_recipe
-from ops.bench.common import PROJECT_ROOT, environment, markdown_table, write_result
+from ops.bench.common import app_under_test, markdown_table, write_result
 from ops.speech import clips as speech_clips
 from ops.speech import wav_seconds
 
@@ -108,15 +107,9 @@ def main() -> None:
     parser.add_argument("--concurrency", type=int, nargs="+", default=[1, 4, 8])
     parser.add_argument("--rounds", type=int, default=2, help="passes over the clips per point")
     opts = parser.parse_args()
-    if opts.url:
-        result = run(opts.url, opts.concurrency, opts.rounds)
-    else:
-        with running_app(
-            PROJECT_ROOT / "serve_configs" / "local.yaml", opts.port, log=print
-        ) as url:
-            result = run(url, opts.concurrency, opts.rounds)
-    result["environment"] = environment()
-    path = write_result("stt", result, result["table"])
+    with app_under_test(opts.url, opts.port) as url:
+        result = run(url, opts.concurrency, opts.rounds)
+    path = write_result("stt", result)
     print(result["table"])
     print(f"\nwritten: {path}")
 
