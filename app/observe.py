@@ -9,6 +9,7 @@ import logging
 import time
 from typing import Any
 
+from starlette.datastructures import Headers
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from telemetry import metrics
@@ -32,13 +33,6 @@ class OutcomeIndex:
 
     def labels(self, request_id: str) -> dict[str, str] | None:
         return self._labels.get(request_id)
-
-
-def _header(scope: Scope, name: bytes) -> str | None:
-    for key, value in scope.get("headers", ()):
-        if key == name:
-            return value.decode("latin-1")
-    return None
 
 
 class RequestMetricsMiddleware:
@@ -96,7 +90,7 @@ class RequestMetricsMiddleware:
             metrics.stream_ttft().observe(ttft, tags=tags)
         if status == 429 and pool is not None:
             metrics.rejected_total().inc(1, tags={**labels, "reason": "queue_full"})
-        request_id = _header(scope, b"x-request-id") or ""
+        request_id = Headers(scope=scope).get("x-request-id") or ""
         if pool is not None and 200 <= status < 300 and request_id:
             self.outcomes.remember(request_id, labels)
         logger.info(
