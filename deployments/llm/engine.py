@@ -212,24 +212,32 @@ class VLLMEngine:
         self, body: dict[str, Any], call: CallContext | None = None
     ) -> AsyncIterator[str] | dict[str, Any]:
         serving = self.state.openai_serving_chat
-        request = self._parse(self._chat_request, body)
-        token = CURRENT_CALL.set(call)
-        try:
-            result = await serving.create_chat_completion(request, None)
-        except self._client_errors as e:
-            result = serving.create_error_response(e)
-        finally:
-            CURRENT_CALL.reset(token)
-        return self._result(result)
+        return await self._serve(
+            serving, serving.create_chat_completion, self._chat_request, body, call
+        )
 
     async def completion(
         self, body: dict[str, Any], call: CallContext | None = None
     ) -> AsyncIterator[str] | dict[str, Any]:
         serving = self.state.openai_serving_completion
-        request = self._parse(self._completion_request, body)
+        return await self._serve(
+            serving, serving.create_completion, self._completion_request, body, call
+        )
+
+    async def _serve(
+        self,
+        serving: Any,
+        create: Callable[..., Any],
+        request_class: type,
+        body: dict[str, Any],
+        call: CallContext | None,
+    ) -> AsyncIterator[str] | dict[str, Any]:
+        """Validate the body as vLLM's request, run it with the call's context visible to the
+        engine client, and turn a refusal into vLLM's own error response."""
+        request = self._parse(request_class, body)
         token = CURRENT_CALL.set(call)
         try:
-            result = await serving.create_completion(request, None)
+            result = await create(request, None)
         except self._client_errors as e:
             result = serving.create_error_response(e)
         finally:
