@@ -30,7 +30,11 @@ def speak(text: str, path: Path, words_per_minute: int = 140) -> Path:
     require_speech_tools()
     raw = path.with_suffix(".raw.wav")
     subprocess.run(["espeak-ng", "-s", str(words_per_minute), "-w", str(raw), text], check=True)
-    subprocess.run(["sox", str(raw), "-r", "16000", "-c", "1", "-b", "16", str(path)], check=True)
+    # -D: no dither. sox dithers with fresh random noise on every run by default, so the same
+    # text gave different audio each time (and a transcription test that passed or failed by luck).
+    subprocess.run(
+        ["sox", "-D", str(raw), "-r", "16000", "-c", "1", "-b", "16", str(path)], check=True
+    )
     raw.unlink()
     return path
 
