@@ -1,4 +1,5 @@
-"""Dynamic batching settings shared by the embedding, rerank and speech deployments."""
+"""Dynamic batching shared by the embedding and rerank deployments and the Gateway's coalescing
+clients; the settings are the recipe's (recipes.engines.BatchConfig)."""
 
 from __future__ import annotations
 
@@ -7,30 +8,9 @@ import time
 from collections.abc import Awaitable, Callable
 from typing import Any
 
-from pydantic import BaseModel, ConfigDict, Field
 from ray import serve
 
-
-class BatchConfig(BaseModel):
-    """Requests that arrive within `batch_wait_timeout_s` of each other run as one batch."""
-
-    model_config = ConfigDict(extra="forbid")
-
-    max_batch_size: int = Field(
-        64, ge=1, description="Most items (texts, pairs, clips) one batch may hold"
-    )
-    batch_wait_timeout_s: float = Field(
-        0.005, ge=0, le=1, description="Longest a request waits for others to join its batch"
-    )
-    max_concurrent_batches: int = Field(
-        1,
-        ge=1,
-        description="Batches computed at once in one replica; with single-threaded engines, "
-        "2 keeps two cores busy while sharing one copy of the weights",
-    )
-    max_concurrent_batches: int = Field(
-        1, ge=1, description="Batches that may run at once in one replica"
-    )
+from recipes.engines import BatchConfig
 
 
 def chunked(items: list, size: int) -> list[list]:

@@ -141,8 +141,11 @@ def test_metrics_count_the_traffic_sent(http):
 
 def test_every_pool_reports_its_cold_start(http):
     samples = scrape(http)
-    for ref in (LLM.ref, EMBED.ref):
-        assert total(samples, "ray_platform_replica_starts_total", recipe=ref) >= 1
+    for recipe in (LLM, EMBED):
+        # one replica each, started once (a restart would count twice)
+        starts = total(samples, "ray_platform_replica_starts_total", recipe=recipe.ref)
+        assert starts == recipe.deployment.autoscaling.min_replicas == 1
+        ref = recipe.ref
         init_sum = total(samples, "ray_platform_replica_init_seconds_sum", recipe=ref)
         assert 0 < init_sum < 900
 

@@ -1,7 +1,7 @@
 """The GPU path: the h100x1-proof recipe set served on a real GPU (skipped without one).
 
 CI never has a GPU; these run on the lent H100 (ops/gpu/proof.sh runs the same app and the
-benchmarks, with results in ops/results/gpu-*/).
+benchmarks, with results in results/gpu-*/).
 """
 
 from __future__ import annotations
