@@ -38,13 +38,17 @@ class Strict(BaseModel):
 
 
 class BatchConfig(Strict):
-    """Requests that arrive within `batch_wait_timeout_s` of each other run as one batch."""
+    """Dynamic batching (deployments.common.batching.SlotBatcher): a batch forms when one of
+    `max_concurrent_batches` slots is free, from everything queued up to `max_batch_size`."""
 
     max_batch_size: int = Field(
         64, ge=1, description="Most items (texts, pairs, clips) one batch may hold"
     )
     batch_wait_timeout_s: float = Field(
-        0.005, ge=0, le=1, description="Longest a request waits for others to join its batch"
+        0.005,
+        ge=0,
+        le=1,
+        description="How long a free slot waits for company while its batch is not full",
     )
     max_concurrent_batches: int = Field(
         1,
