@@ -5,12 +5,14 @@ sentence-transformers, one server under load at a time, interleaved rounds, vect
     make bench-peers            # the same, after installing Infinity's own virtualenv
 
 Every HTTP server is started once, before the rounds, and sits idle while another is measured
-(the idle servers' CPU during each measurement is recorded). Each round measures every
-(server, task) unit in a rotated order: warm-up, then a fixed-duration closed loop of
-`--concurrency` clients. Before measuring, each server's vectors are compared with in-process
-encode (cosine > 0.99999). The app is `serve_configs/local.yaml` (every pool of `make serve`,
-the LLM and STT included) in a private local Ray on private ports; afterwards the app with and
-without its LLM pool is measured alternately (`--llm-ab-rounds`) to price the idle LLM engine.
+(the idle servers' CPU during each measurement is recorded: an idle app, with its Ray, takes a
+share of the 2 cores); `--isolate` instead runs only the measured server (a restart per unit).
+Each round measures every (server, task) unit in a rotated order: warm-up, then a
+fixed-duration closed loop of `--concurrency` clients. Before measuring, each server's vectors
+are compared with in-process encode (cosine > 0.99999). The app is `serve_configs/local.yaml`
+(every pool of `make serve`, the LLM and STT included) in a private local Ray on private ports;
+afterwards the app with and without its LLM pool is measured alternately (`--llm-ab-rounds`)
+to price the idle LLM engine.
 
 Results: results/embeddings-peers-cpu-<time>/ (results.json with every round, README.md with the
 tables, peers.png, logs/).
@@ -249,6 +251,7 @@ async def closed_loop(
     concurrency: int,
     duration_s: float,
     warmup_s: float,
+    on_start=None,
 ) -> tuple[list[float], int, float]:
     """`concurrency` clients each sending the next request as soon as the previous answered,
     for warmup_s (not recorded) then duration_s. Returns latencies of the successful measured
@@ -288,6 +291,8 @@ async def closed_loop(
         if warmup_s > 0:
             until = time.perf_counter() + warmup_s
             await asyncio.gather(*(worker(until, False) for _ in range(concurrency)))
+        if on_start is not None:
+            on_start()
         start = time.perf_counter()
         await asyncio.gather(*(worker(start + duration_s, True) for _ in range(concurrency)))
         elapsed = time.perf_counter() - start
@@ -430,9 +435,14 @@ def measure_unit(
 ) -> dict[str, Any]:
     name, task = unit
     live = [s for s in servers.values() if s.proc is not None]
-    cpu_before = cpu_by_group(live)
-    load_before = os.getloadavg()
+    snap: dict[str, Any] = {}
+
+    def window_starts() -> None:  # after the warm-up
+        snap["cpu"] = cpu_by_group(live)
+        snap["load"] = os.getloadavg()
+
     if name == "in-process":
+        window_starts()
         if task == "embed":
             done = inproc.measure_embed(pool, size, opts.concurrency, opts.duration)
         else:
@@ -455,7 +465,7 @@ def measure_unit(
                 return {"model": "minilm-rerank", "query": q, "documents": docs}
 
         lat, errors, elapsed = asyncio.run(
-            closed_loop(url, make, opts.concurrency, opts.duration, opts.warmup)
+            closed_loop(url, make, opts.concurrency, opts.duration, opts.warmup, window_starts)
         )
         rec = peer_report.round_record(len(lat), size, elapsed, lat, errors)
     rec.update(
@@ -463,14 +473,14 @@ def measure_unit(
         task=task,
         texts_per_request=size,
         concurrency=opts.concurrency,
-        loadavg_before=[round(x, 2) for x in load_before],
+        loadavg_before=[round(x, 2) for x in snap["load"]],
         loadavg_after=[round(x, 2) for x in os.getloadavg()],
-        cpu_s=cpu_delta(cpu_before, cpu_by_group(live)),
+        cpu_s=cpu_delta(snap["cpu"], cpu_by_group(live)),
     )
     log(
         f"  {name:<13} {task:<6} {size:>2}/req: {rec['texts_per_s']:8.1f} texts/s "
         f"{rec['requests_per_s']:7.1f} req/s p50 {rec['p50_ms'] or 0:7.1f} ms "
-        f"p99 {rec['p99_ms'] or 0:7.1f} ms err {rec['errors']} load {load_before[0]:.2f}"
+        f"p99 {rec['p99_ms'] or 0:7.1f} ms err {rec['errors']} load {snap['load'][0]:.2f}"
     )
     return rec
 
@@ -534,6 +544,8 @@ def run(opts: argparse.Namespace) -> Path:
                     info["rerank_check"] = check_rerank(server, q, docs, inproc)
                     log(f"  rerank {info['rerank_check']}")
                 servers[name] = server
+                if opts.isolate:
+                    server.stop()
             except (ServerError, OSError, KeyError, ValueError) as e:
                 info["error"] = str(e)
                 log(f"  {name} left out: {e}")
@@ -547,6 +559,8 @@ def run(opts: argparse.Namespace) -> Path:
             log(f"round {r + 1}/{opts.rounds}: {[f'{n}/{t}' for n, t in order]}")
             for unit in order:
                 sizes = opts.sizes if unit[1] == "embed" else [opts.rerank_docs]
+                if opts.isolate:
+                    isolate(unit[0], servers, logs)
                 for size in sizes:
                     rec = measure_unit(unit, servers, inproc, pool, rerank_requests, size, opts)
                     rec.update(round=r + 1, phase="peers")
@@ -564,6 +578,19 @@ def run(opts: argparse.Namespace) -> Path:
     result["loadavg_end"] = [round(x, 2) for x in os.getloadavg()]
     write_report(out, result)
     return out
+
+
+def isolate(name: str, servers: dict[str, Server], logs: Path) -> None:
+    """--isolate: only `name` runs (nothing for in-process); others are stopped first."""
+    for other in servers.values():
+        if other.name != name and other.proc is not None:
+            log(f"stopping {other.name}")
+            other.stop()
+    server = servers.get(name)
+    if server is not None and server.proc is None:
+        log(f"starting {name}")
+        server.start(logs)
+        log(f"  up in {server.started_s:.1f}s")
 
 
 def llm_ab(servers, pool, rerank_requests, inproc, opts, out: Path, logs: Path) -> list[dict]:
@@ -609,21 +636,33 @@ def _save(out: Path, result: dict[str, Any]) -> None:
 
 
 def cpu_table(records: list[dict[str, Any]]) -> str:
-    """Mean cores used per process group of each server while `server` was measured."""
-    lines = [
-        "| measured | texts/request | process group | cores (mean of rounds) |",
-        "|---|---|---|---|",
-    ]
-    groups: dict[tuple[str, str, int, str], list[float]] = {}
+    """Cores (CPU seconds / window, mean of the rounds) of the measured server's process groups,
+    and of the other servers sitting idle meanwhile."""
+    sums: dict[tuple[str, str, int], dict[str, list[float]]] = {}
     for rec in records:
+        key = (rec.get("phase", ""), f"{rec['server']}/{rec['task']}", rec["texts_per_request"])
+        bucket = sums.setdefault(key, {})
+        cores: dict[str, float] = {}
         for owner, by_group in rec.get("cpu_s", {}).items():
             for g, secs in by_group.items():
-                key = (f"{rec['server']}/{rec['task']}", owner, rec["texts_per_request"], g)
-                groups.setdefault(key, []).append(secs / rec["elapsed_s"])
-    for (measured, owner, size, g), vals in sorted(groups.items()):
-        mean = sum(vals) / len(vals)
-        if mean >= 0.005:
-            lines.append(f"| {measured} | {size} | {owner}: {g} | {mean:.2f} |")
+                label = g if owner == rec["server"] else f"idle {owner}"
+                cores[label] = cores.get(label, 0.0) + secs / rec["elapsed_s"]
+        for label, c in cores.items():
+            bucket.setdefault(label, []).append(c)
+    lines = [
+        "| phase | measured | texts/request | its process groups (cores) | idle servers (cores) |",
+        "|---|---|---|---|---|",
+    ]
+    for (phase, measured, size), groups in sorted(sums.items()):
+        mean = {g: sum(v) / len(v) for g, v in groups.items()}
+        own = [f"{g} {c:.2f}" for g, c in sorted(mean.items(), key=lambda x: -x[1])]
+        own = [x for x in own if not x.startswith("idle") and not x.endswith(" 0.00")]
+        idle: dict[str, float] = {}
+        for g, c in mean.items():
+            if g.startswith("idle "):
+                idle[g[5:]] = idle.get(g[5:], 0.0) + c
+        idle_text = ", ".join(f"{o} {c:.2f}" for o, c in sorted(idle.items())) or "-"
+        lines.append(f"| {phase} | {measured} | {size} | {', '.join(own) or '-'} | {idle_text} |")
     return "\n".join(lines)
 
 
@@ -643,8 +682,14 @@ def write_report(out: Path, result: dict[str, Any]) -> None:
         f"{result.get('loadavg_end')}. {settings['rounds']} interleaved rounds of "
         f"{settings['duration']} s (after {settings['warmup']} s warm-up) per server and size, "
         f"c={settings['concurrency']}, {settings['texts']} deterministic texts of 10-60 words "
-        f"(seed {settings['seed']}), encoding_format={settings['encoding']}. Every HTTP server "
-        "stays up (idle) while another is measured. Median of the rounds (min-max); latencies "
+        f"(seed {settings['seed']}), encoding_format={settings['encoding']}. "
+        + (
+            "Only the measured server runs (--isolate). "
+            if settings.get("isolate")
+            else "Every HTTP server stays up (idle) while another is measured (their CPU "
+            "is in the last table). "
+        )
+        + "Median of the rounds (min-max); latencies "
         "are the rounds' median p50/p99; in-process has no request latency.",
         "",
         peer_report.markdown_table(result["summary"]),
@@ -709,6 +754,12 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--rerank-docs", type=int, default=16, help="documents per rerank")
     parser.add_argument(
         "--llm-ab-rounds", type=int, default=2, help="app with/without its LLM pool (0: skip)"
+    )
+    parser.add_argument(
+        "--isolate",
+        action="store_true",
+        help="stop every other server before measuring one (a restart per unit and round) "
+        "instead of keeping them all up and idle",
     )
     parser.add_argument("--config", default=str(LOCAL_CONFIG))
     parser.add_argument(

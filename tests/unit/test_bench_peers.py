@@ -165,3 +165,40 @@ def test_cpu_groups_of_the_app():
     before = {"app": {"gateway": 1.0}}
     after = {"app": {"gateway": 3.5, "proxy": 0.25}}
     assert cpu_delta(before, after) == {"app": {"gateway": 2.5, "proxy": 0.25}}
+
+
+def test_profile_stacks_parse_and_attribute_stages():
+    from ops.bench.profile_embeddings import breakdown, parse_raw, stage_of
+
+    raw = (
+        "thread (0x1);_run_once (asyncio/base_events.py:1);_embed (deployments/embeddings/"
+        "deployment.py:60);count_tokens (deployments/embeddings/engine.py:50);__call__ "
+        "(transformers/tokenization_utils_base.py:2) 30\n"
+        "thread (0x2);run (concurrent/futures/thread.py:1);encode (deployments/embeddings/"
+        "engine.py:80);_forward (deployments/embeddings/engine.py:120);forward "
+        "(torch/nn/modules/module.py:3) 50\n"
+        "thread (0x1);_run_once (asyncio/base_events.py:1);dumps (ray/_private/"
+        "serialization.py:5);__init__ (pydantic/main.py:9) 15\n"
+        "thread (0x1);_run_once (asyncio/base_events.py:1) 5\n"
+        "not a stack line\n"
+    )
+    stacks = parse_raw(raw)
+    assert len(stacks) == 4 and stacks[0][1] == 30
+    assert stage_of(stacks[0][0]) == "tokenization: count (validation)"
+    assert stage_of(stacks[1][0]) == "model forward"
+    # the leaf-most matching frame decides: pydantic under Ray's serializer is response building
+    assert stage_of(stacks[2][0]).startswith("response building")
+    assert stage_of(stacks[3][0]).startswith("asyncio event loop")
+    b = breakdown(stacks)
+    assert b["samples"] == 100
+    assert b["stages_pct"]["model forward"] == 50.0
+    assert b["threads_pct"] == {"thread (0x1)": 50.0, "thread (0x2)": 50.0}
+    assert b["top_self"][0] == ("forward (torch/nn/modules/module.py:3)", 50.0)
+
+
+def test_histogram_means_over_a_window():
+    from ops.bench.profile_embeddings import histogram_means
+
+    before = {"ray_x_sum{deployment=a}": 10.0, "ray_x_count{deployment=a}": 2.0}
+    after = {"ray_x_sum{deployment=a}": 40.0, "ray_x_count{deployment=a}": 8.0}
+    assert histogram_means(before, after) == {"ray_x{deployment=a}": {"count": 6.0, "mean": 5.0}}
