@@ -43,6 +43,8 @@ class ServerError(RuntimeError):
 
 def port_is_free(port: int, host: str = "127.0.0.1") -> bool:
     with socket.socket() as s:
+        # as servers bind: connections of an earlier run in TIME_WAIT do not make it busy
+        s.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
         try:
             s.bind((host, port))
         except OSError:
@@ -64,6 +66,9 @@ class Server:
     env: dict[str, str] = field(default_factory=dict)
     start_timeout_s: float = 600.0
     notes: str = ""
+    ready_marker: str | None = None
+    """A line the server prints once fully up (the app: the launcher's `ready in`), checked
+    besides ready_path: an answer on the port alone is not proof enough."""
     proc: subprocess.Popen | None = None
     log_path: Path | None = None
     started_s: float | None = None
@@ -94,14 +99,37 @@ class Server:
                         f"{self.name} exited with {self.proc.returncode} while starting; "
                         f"see {self.log_path}:\n{self.log_tail()}"
                     )
-                with contextlib.suppress(httpx.HTTPError):
-                    if client.get(self.url + self.ready_path).status_code == 200:
-                        self.started_s = time.monotonic() - begin
-                        self.remember_tree()
-                        return
+                if self._marker_seen():
+                    with contextlib.suppress(httpx.HTTPError):
+                        if client.get(self.url + self.ready_path).status_code == 200:
+                            self.started_s = time.monotonic() - begin
+                            self.remember_tree()
+                            return
                 time.sleep(1.0)
         self.stop()
         raise ServerError(f"{self.name} not ready after {self.start_timeout_s:.0f}s")
+
+    def _marker_seen(self) -> bool:
+        if self.ready_marker is None:
+            return True
+        if self.log_path is None or not self.log_path.exists():
+            return False
+        return self.ready_marker in self.log_path.read_text(errors="replace")
+
+    def restart(self) -> None:
+        log_dir = self.log_path.parent if self.log_path else Path("/tmp")
+        self.stop()
+        self.start(log_dir)
+
+    def wait_ready(self, timeout_s: float) -> bool:
+        deadline = time.monotonic() + timeout_s
+        with httpx.Client(timeout=5.0) as client:
+            while time.monotonic() < deadline:
+                with contextlib.suppress(httpx.HTTPError):
+                    if client.get(self.url + self.ready_path).status_code == 200:
+                        return True
+                time.sleep(1.0)
+        return False
 
     def log_tail(self, lines: int = 30) -> str:
         if not self.log_path or not self.log_path.exists():
@@ -161,6 +189,7 @@ def app_server(
         port=port,
         model="all-minilm-l6-v2",
         ready_path="/ready",
+        ready_marker="ready in ",
         rerank_path="/v1/rerank",
         start_timeout_s=start_timeout_s,
         notes=notes,

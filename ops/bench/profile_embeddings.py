@@ -245,10 +245,10 @@ def histogram_means(before: dict[str, float], after: dict[str, float]) -> dict[s
 
 
 def metrics_port_of(server: Server) -> int | None:
-    m = re.search(
-        r"metrics_export_port=(\d+)", server.log_path.read_text() if server.log_path else ""
-    )
-    return int(m.group(1)) if m else None
+    """The app's Ray metrics port, as its wrapper printed it last (a restart appends)."""
+    text = server.log_path.read_text() if server.log_path else ""
+    ports = re.findall(r"metrics_export_port=(\d+)", text)
+    return int(ports[-1]) if ports else None
 
 
 # --- pids --------------------------------------------------------------------------------------
@@ -305,7 +305,14 @@ def profile_size(server: Server, size: int, opts, pool: list[str]) -> dict[str, 
     }
 
     # window 1: Serve metrics and CPU per process group, no profiler attached
-    asyncio.run(closed_loop(url, body, opts.concurrency, opts.warmup, 0))
+    _, warm_errors, _ = asyncio.run(closed_loop(url, body, opts.concurrency, opts.warmup, 0))
+    if warm_errors and not server.wait_ready(60):
+        log("  the app stopped answering (its HAProxy killed?): restarting it")
+        server.restart()
+        asyncio.run(closed_loop(url, body, opts.concurrency, opts.warmup, 0))
+        groups = pids_by_group(server)
+        mport = metrics_port_of(server)
+        result["pids"] = groups
     time.sleep(opts.settle)
     m0 = scrape(mport) if mport else {}
     cpu0 = cpu_by_group([server])
