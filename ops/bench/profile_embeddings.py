@@ -157,7 +157,19 @@ def parse_raw(text: str) -> list[tuple[list[str], int]]:
     return out
 
 
+# Leaf frames where a thread sits in C without Python above it: Ray's core worker loop, a
+# thread whose target is C (uvloop's run_forever, the router's loop), a blocking wait. py-spy
+# without --native cannot tell waiting from C work there; CPU accounting per process can.
+NATIVE_WAIT = re.compile(
+    r"^(Worker\.main_loop|Thread\.run \(threading\.py|.*_run_router_event_loop|"
+    r".*run_forever|.*\bselect \(selectors|.*\bwait \(threading|.*_wait_for_tstate_lock)"
+)
+NATIVE_WAIT_STAGE = "native code without Python frames (core worker, uvloop, waits)"
+
+
 def stage_of(frames: list[str]) -> str:
+    if frames and NATIVE_WAIT.match(frames[-1]):
+        return NATIVE_WAIT_STAGE
     for frame in reversed(frames):
         for name, pats in STAGE_RES:
             if any(p.search(frame) for p in pats):
@@ -198,9 +210,17 @@ def breakdown(stacks: list[tuple[list[str], int]]) -> dict[str, Any]:
             s: round(100 * n / total, 1) for s, n in sorted(stages.items(), key=lambda x: -x[1])
         },
         "threads_pct": {t: round(100 * n / total, 1) for t, n in threads.items()},
+        "python_stages_pct": _without(stages, NATIVE_WAIT_STAGE),
         "top_self": top(leaves, 15),
         "top_inclusive": top(inclusive, 25),
     }
+
+
+def _without(stages: dict[str, int], drop: str) -> dict[str, float]:
+    """Shares among the samples with Python frames running (the native-wait stage left out)."""
+    kept = {k: v for k, v in stages.items() if k != drop}
+    total = sum(kept.values()) or 1
+    return {k: round(100 * v / total, 1) for k, v in sorted(kept.items(), key=lambda x: -x[1])}
 
 
 # --- metrics -----------------------------------------------------------------------------------
@@ -388,8 +408,12 @@ def markdown(results: list[dict[str, Any]]) -> str:
             if "error" in b:
                 parts.append(f"error: {b['error']}")
                 continue
-            parts += ["| stage | % of samples |", "|---|---|"]
-            parts += [f"| {s} | {p} |" for s, p in b["stages_pct"].items()]
+            parts += [
+                "| stage | % of samples | % of samples with Python running |",
+                "|---|---|---|",
+            ]
+            busy = b.get("python_stages_pct", {})
+            parts += [f"| {s} | {p} | {busy.get(s, '-')} |" for s, p in b["stages_pct"].items()]
             parts += ["", "Top self frames:", ""]
             parts += [f"- {p}% `{f}`" for f, p in b["top_self"][:10]]
             parts += ["", "Top inclusive frames:", ""]
@@ -410,8 +434,28 @@ def main() -> None:
     parser.add_argument("--port", type=int, default=8035)
     parser.add_argument("--config", default=str(LOCAL_CONFIG))
     parser.add_argument("--out", default=str(OUT))
+    parser.add_argument(
+        "--report-only",
+        action="store_true",
+        help="rebuild breakdown.md from the raw stacks and breakdown.json already in --out",
+    )
     opts = parser.parse_args()
     out = Path(opts.out)
+    if opts.report_only:
+        results = []
+        for path in sorted(
+            out.glob("*x*/breakdown.json"), key=lambda p: -int(p.parent.name.split("x")[0])
+        ):
+            r = json.loads(path.read_text())
+            for g in r["py_spy"]:
+                raw = path.parent / f"{g}.raw.txt"
+                if raw.exists():
+                    r["py_spy"][g] = breakdown(parse_raw(raw.read_text()))
+            path.write_text(json.dumps(r, indent=1) + "\n")
+            results.append(r)
+        (out / "breakdown.md").write_text(markdown(results))
+        print(markdown(results))
+        return
     out.mkdir(parents=True, exist_ok=True)
     pool = make_texts(4096)
     server = app_server(Path(opts.config), opts.port)
