@@ -202,3 +202,18 @@ def test_histogram_means_over_a_window():
     before = {"ray_x_sum{deployment=a}": 10.0, "ray_x_count{deployment=a}": 2.0}
     after = {"ray_x_sum{deployment=a}": 40.0, "ray_x_count{deployment=a}": 8.0}
     assert histogram_means(before, after) == {"ray_x{deployment=a}": {"count": 6.0, "mean": 5.0}}
+
+
+def test_app_without_llm_renders_a_valid_config(tmp_path):
+    import yaml
+
+    from app.recipes.launch import AppArgs
+    from ops.bench.peers import render_without_llm
+
+    data = yaml.safe_load(render_without_llm(tmp_path / "no-llm.yaml").read_text())
+    app = data["applications"][0]
+    args = AppArgs.model_validate(app["args"])  # recipe hashes still match
+    ids = [p.recipe.id for p in args.pools]
+    assert ids == ["embed-minilm-cpu", "rerank-minilm-cpu", "stt-whisper-tiny-cpu"]
+    assert [d["name"] for d in app["deployments"]] == ["Gateway", *ids]
+    assert args.gateway.serve_runtime.ingress == "direct-haproxy"
