@@ -3,6 +3,7 @@ sentence-transformers, one server under load at a time, interleaved rounds, vect
 
     python -m ops.bench.peers [--rounds 3] [--duration 20] [--sizes 1 16] [--concurrency 32]
     make bench-peers            # the same, after installing Infinity's own virtualenv
+    python -m ops.bench.peers report results/embeddings-peers-cpu-<time>   # rebuild the tables
 
 Every HTTP server is started once, before the rounds, and sits idle while another is measured
 (the idle servers' CPU during each measurement is recorded: an idle app, with its Ray, takes a
@@ -719,6 +720,8 @@ def write_report(out: Path, result: dict[str, Any]) -> None:
             else "Every HTTP server stays up (idle) while another is measured (their CPU "
             "is in the last table). "
         )
+        + "Rerank rows count (query, document) pairs in the texts columns; in-process "
+        "req/s is its texts/s over the texts per request. "
         + "Median of the rounds (min-max); latencies "
         "are the rounds' median p50/p99; in-process has no request latency.",
         "",
@@ -770,6 +773,11 @@ def main(argv: list[str] | None = None) -> int:
         sub.add_argument("--port", type=int, required=True)
         o = sub.parse_args(argv[1:])
         return serve_app(o.config, o.port)
+    if argv[:1] == ["report"]:  # rebuild README.md, the summary and the plot of a run
+        for folder in map(Path, argv[1:]):
+            write_report(folder, json.loads((folder / "results.json").read_text()))
+            print((folder / "README.md").read_text())
+        return 0
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--rounds", type=int, default=3)
     parser.add_argument("--duration", type=float, default=20.0, help="seconds measured per unit")
