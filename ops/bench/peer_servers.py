@@ -72,6 +72,7 @@ class Server:
     proc: subprocess.Popen | None = None
     log_path: Path | None = None
     started_s: float | None = None
+    _log_offset: int = 0
     _seen: dict[int, float] = field(default_factory=dict)
 
     @property
@@ -85,6 +86,7 @@ class Server:
         self.log_path = log_dir / f"{self.name}.log"
         env = {**os.environ, **OFFLINE_ENV, **self.env}
         env.pop("RAY_ADDRESS", None)  # never join someone else's cluster
+        self._log_offset = self.log_path.stat().st_size if self.log_path.exists() else 0
         log = open(self.log_path, "ab")  # noqa: SIM115 (the child owns it until stop)
         begin = time.monotonic()
         self.proc = subprocess.Popen(
@@ -114,7 +116,9 @@ class Server:
             return True
         if self.log_path is None or not self.log_path.exists():
             return False
-        return self.ready_marker in self.log_path.read_text(errors="replace")
+        with open(self.log_path, "rb") as f:  # only what this start wrote (a restart appends)
+            f.seek(self._log_offset)
+            return self.ready_marker in f.read().decode(errors="replace")
 
     def restart(self) -> None:
         log_dir = self.log_path.parent if self.log_path else Path("/tmp")

@@ -217,3 +217,17 @@ def test_app_without_llm_renders_a_valid_config(tmp_path):
     assert ids == ["embed-minilm-cpu", "rerank-minilm-cpu", "stt-whisper-tiny-cpu"]
     assert [d["name"] for d in app["deployments"]] == ["Gateway", *ids]
     assert args.gateway.serve_runtime.ingress == "direct-haproxy"
+
+
+def test_ready_marker_counts_only_what_this_start_wrote(tmp_path):
+    from ops.bench.peer_servers import Server
+
+    log = tmp_path / "app.log"
+    log.write_text("ready in 50.0s on port 8031\n")  # an earlier start of the same server
+    server = Server(name="app", argv=[], port=1, model="m", ready_path="/", ready_marker="ready in")
+    server.log_path = log
+    server._log_offset = log.stat().st_size
+    assert not server._marker_seen()
+    with log.open("a") as f:
+        f.write("ready in 60.0s on port 8031\n")
+    assert server._marker_seen()
