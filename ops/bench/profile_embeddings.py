@@ -170,6 +170,8 @@ NATIVE_WAIT_STAGE = "native code without Python frames (core worker, uvloop, wai
 def stage_of(frames: list[str]) -> str:
     if frames and NATIVE_WAIT.match(frames[-1]):
         return NATIVE_WAIT_STAGE
+    if all(f.startswith(("thread", "process")) for f in frames):
+        return NATIVE_WAIT_STAGE  # a thread with no Python frame at all
     for frame in reversed(frames):
         for name, pats in STAGE_RES:
             if any(p.search(frame) for p in pats):

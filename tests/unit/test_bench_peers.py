@@ -189,6 +189,10 @@ def test_profile_stacks_parse_and_attribute_stages():
     # the leaf-most matching frame decides: pydantic under Ray's serializer is response building
     assert stage_of(stacks[2][0]).startswith("response building")
     assert stage_of(stacks[3][0]).startswith("asyncio event loop")
+    assert stage_of(["thread (0x3)"]).startswith("native code")
+    assert stage_of(["thread (0x1)", "main_loop (x.py:1)", "Worker.main_loop (w.py:9)"]) == (
+        stage_of(["thread (0x3)"])
+    )
     b = breakdown(stacks)
     assert b["samples"] == 100
     assert b["stages_pct"]["model forward"] == 50.0
