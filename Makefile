@@ -24,9 +24,13 @@ export RAY_AUTH_MODE ?= token
 export PYTHONUNBUFFERED := 1
 
 DEPS_STAMP := $(VENV)/.deps-installed
+# Infinity (the embedding-server peer of `make bench-peers`) lives in its own virtualenv.
+INFINITY_VENV := .venv-infinity
+INFINITY_STAMP := $(INFINITY_VENV)/.deps-installed
+PEERS_ARGS ?=
 MODELS_STAMP := .models/.prepared
 
-.PHONY: help install models serve stop status test test-unit lint fmt bench \
+.PHONY: help install models serve stop status test test-unit lint fmt bench bench-peers \
         recipes-validate recipes-render recipes-check lock clean
 
 help: ## List the targets
@@ -94,6 +98,17 @@ recipes-check: install ## Fail if a rendered config is out of sync with its reci
 
 bench: install ## Load scenarios and HTTP-vs-in-process benchmarks against the local app (results/)
 	$(PY) -m ops.bench.local
+
+$(INFINITY_STAMP): requirements/infinity.txt
+	@test -x $(INFINITY_VENV)/bin/python || $(PYTHON) -m venv $(INFINITY_VENV)
+	$(INFINITY_VENV)/bin/python -m pip --disable-pip-version-check -q install -U "pip>=25"
+	@# torch first: the CPU build lies on this machine's disk; a loose torch pulls GBs of CUDA.
+	$(INFINITY_VENV)/bin/python -m pip --disable-pip-version-check -q install torch==2.13.0
+	$(INFINITY_VENV)/bin/python -m pip --disable-pip-version-check -q install -r requirements/infinity.txt
+	@touch $@
+
+bench-peers: install $(INFINITY_STAMP) ## Embeddings vs Infinity, vLLM pooling and in-process, interleaved rounds (results/; ~25 min; PEERS_ARGS=...)
+	$(PY) -m ops.bench.peers --infinity-bin $(INFINITY_VENV)/bin/infinity_emb $(PEERS_ARGS)
 
 lock: ## Re-freeze requirements/cpu-lock.txt from the current .venv
 	@{ echo "# Exact versions of the CPU environment (the embedded default, tests, CI), used as pip constraints."; \
