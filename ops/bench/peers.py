@@ -79,8 +79,8 @@ def serve_app(config_path: Path, port: int) -> int:
         apply_serve_runtime,
         deploy,
         free_port,
+        gateway_of,
         load_serve_config,
-        timeouts_of,
         wait_until_running,
     )
 
@@ -88,7 +88,8 @@ def serve_app(config_path: Path, port: int) -> int:
     signal.signal(signal.SIGTERM, lambda *_: stop.set())
     signal.signal(signal.SIGINT, lambda *_: stop.set())
     config = load_serve_config(config_path, port)
-    print(f"serve_runtime env: {apply_serve_runtime(config, private_ports=True)}", flush=True)
+    gateway = gateway_of(config)
+    print(f"serve_runtime env: {apply_serve_runtime(gateway, private_ports=True)}", flush=True)
     metrics_port = free_port()
     ray.init(
         address="local",
@@ -102,7 +103,7 @@ def serve_app(config_path: Path, port: int) -> int:
     print(f"metrics_export_port={metrics_port}", flush=True)
     try:
         deploy(config)
-        took = wait_until_running([a.name for a in config.applications], timeouts_of(config))
+        took = wait_until_running([a.name for a in config.applications], gateway)
         print(f"ready in {took:.1f}s on port {port}", flush=True)
         while not stop.wait(1.0):
             pass
@@ -136,20 +137,27 @@ class InProcess:
     max_batch_size or as the texts in flight at this concurrency allow, encode batch size as
     the recipe's."""
 
-    def __init__(self) -> None:
+    def __init__(self, embed_ref: str = EMBED_RECIPE, rerank_ref: str = RERANK_RECIPE) -> None:
         from recipes.loader import load_recipe
 
-        self.embed = load_recipe(EMBED_RECIPE)
-        self.rerank = load_recipe(RERANK_RECIPE)
+        self.embed = load_recipe(embed_ref)
+        self.rerank = load_recipe(rerank_ref)
         self.model_dir = self.embed.model.source.resolve()
         self._models: list[Any] = []
 
     def models(self, n: int) -> list[Any]:
+        import torch
         from sentence_transformers import SentenceTransformer
 
+        engine = self.embed.engine
         while len(self._models) < n:
             self._models.append(
-                SentenceTransformer(str(self.model_dir), device="cpu", local_files_only=True)
+                SentenceTransformer(
+                    str(self.model_dir),
+                    device=engine.device,
+                    local_files_only=True,
+                    model_kwargs={"dtype": getattr(torch, engine.dtype)},
+                )
             )
         return self._models[:n]
 
@@ -332,7 +340,11 @@ def min_cosine(a: np.ndarray, b: np.ndarray) -> float:
 
 
 def check_vectors(
-    server: Server, texts: list[str], reference: np.ndarray, encoding: str
+    server: Server,
+    texts: list[str],
+    reference: np.ndarray,
+    encoding: str,
+    cosine_min: float = COSINE_MIN,
 ) -> dict[str, Any]:
     """Vectors of `texts` from the server, sent as 16-text and 1-text requests in the load's
     encoding and once as floats, against in-process encode."""
@@ -359,7 +371,7 @@ def check_vectors(
                 raise ServerError(f"{server.name}: shape {vectors.shape} != {reference.shape}")
             got[f"{fmt}x{size}"] = min_cosine(vectors, reference)
     worst = min(got.values())
-    return {"min_cosine": worst, "by_request": got, "ok": worst > COSINE_MIN, "texts": len(texts)}
+    return {"min_cosine": worst, "by_request": got, "ok": worst > cosine_min, "texts": len(texts)}
 
 
 def check_rerank(server: Server, query: str, docs: list[str], inproc: InProcess) -> dict:
@@ -516,7 +528,9 @@ def measured(unit, servers, inproc, pool, rerank_requests, size, opts) -> list[d
 
 def run(opts: argparse.Namespace) -> Path:
     stamp = time.strftime("%Y%m%d-%H%M%S")
-    out = Path(opts.out) / f"embeddings-peers-cpu-{stamp}"
+    inproc = InProcess(opts.embed_recipe, opts.rerank_recipe)
+    device = inproc.embed.engine.device
+    out = Path(opts.out) / f"embeddings-peers-{'cpu' if device == 'cpu' else 'gpu'}-{stamp}"
     logs = out / "logs"
     logs.mkdir(parents=True, exist_ok=True)
     infinity_bin = Path(opts.infinity_bin) if opts.infinity_bin else None
@@ -535,7 +549,6 @@ def run(opts: argparse.Namespace) -> Path:
     rerank_requests = [
         (queries[i], request_texts(pool, i, opts.rerank_docs)) for i in range(len(queries))
     ]
-    inproc = InProcess()
     check_texts = pool[:32]
     reference = inproc.reference(check_texts)
     model_dir = inproc.model_dir
@@ -544,7 +557,7 @@ def run(opts: argparse.Namespace) -> Path:
     candidates: dict[str, Server] = {}
     if "app" in wanted:
         candidates["app"] = app_server(
-            Path(opts.config), ports["app"], notes="serve_configs/local.yaml: every pool"
+            Path(opts.config), ports["app"], notes=f"{opts.config}: every pool of that set"
         )
     if "infinity" in wanted:
         if infinity_bin is None or not infinity_bin.exists():
@@ -553,7 +566,9 @@ def run(opts: argparse.Namespace) -> Path:
         else:
             candidates["infinity"] = infinity_server(infinity_bin, model_dir, ports["infinity"])
     if "vllm-pooling" in wanted:
-        candidates["vllm-pooling"] = vllm_pooling_server(model_dir, ports["vllm-pooling"])
+        candidates["vllm-pooling"] = vllm_pooling_server(
+            model_dir, ports["vllm-pooling"], device=device, dtype=inproc.embed.engine.dtype
+        )
 
     servers: dict[str, Server] = {}
     try:
@@ -564,7 +579,9 @@ def run(opts: argparse.Namespace) -> Path:
             try:
                 server.start(logs)
                 info["start_s"] = round(server.started_s or 0.0, 1)
-                info["vectors"] = check_vectors(server, check_texts, reference, opts.encoding)
+                info["vectors"] = check_vectors(
+                    server, check_texts, reference, opts.encoding, opts.cosine_min
+                )
                 log(f"  up in {info['start_s']}s; vectors {info['vectors']}")
                 if not info["vectors"]["ok"]:
                     raise ServerError(f"{name}: vectors differ from in-process: {info['vectors']}")
@@ -800,6 +817,14 @@ def main(argv: list[str] | None = None) -> int:
         "instead of keeping them all up and idle",
     )
     parser.add_argument("--config", default=str(LOCAL_CONFIG))
+    parser.add_argument("--embed-recipe", default=EMBED_RECIPE, help="the app's embedding pool")
+    parser.add_argument("--rerank-recipe", default=RERANK_RECIPE, help="the app's rerank pool")
+    parser.add_argument(
+        "--cosine-min",
+        type=float,
+        default=COSINE_MIN,
+        help="vectors must match in-process above this cosine (float16 GPU recipes: 0.9999)",
+    )
     parser.add_argument(
         "--infinity-bin", default=str(PROJECT_ROOT / ".venv-infinity" / "bin" / "infinity_emb")
     )
