@@ -15,6 +15,17 @@
 #   isolation    critical traffic alone and beside batch load, on the current app
 #   stop-app     stop the app (SIGTERM to the launcher, then Ray is gone)
 #   pack         tar /tmp/proof into $OUT
+# The fair comparison (issue 12; ops/gpu/fair.py, results in /tmp/proof/fair):
+#   pair         bare `vllm serve` with the fair recipe's exact flags on :8100 and the app from
+#                SET (default h100x1-fair) on :8000, one engine start at a time; then the KV
+#                cache check (exit 3 past 2%) and the NVML VRAM by process ancestry
+#   fair-loadgen interleaved rounds bare, app, ... with ops.loadgen at c=1, 16, 64
+#                (FAIR_POINTS, FAIR_ROUNDS, FAIR_ARGS, FAIR_TAG)
+#   fair-bench   the same with `vllm bench serve` (its --seed differs per round)
+#   gpu-tests    pytest tests/gpu against the running app, output kept
+#   profile      py-spy dump + record of the Serve proxy, the Gateway and the LLM replica while
+#                c=64 runs against the app (PYSPY: a py-spy binary; PROFILE_TAG names the folder)
+#   fair-summary python -m ops.gpu.fair summarize /tmp/proof/fair
 set -u
 T0=$SECONDS
 REPO=$(pwd)
@@ -29,6 +40,9 @@ PY=python3
 APP=http://127.0.0.1:8000
 BARE=http://127.0.0.1:8100
 PROOF_RECIPE=${PROOF_RECIPE:-llm-llama3-8b-proof-h100@5}
+FAIR_RECIPE=${FAIR_RECIPE:-llm-llama3-8b-proof-h100@6}
+FAIR=$RES/fair
+PYSPY=${PYSPY:-$REPO/tools/py-spy}
 
 wait_for() {  # url timeout_s
   local deadline=$((SECONDS + $2))
@@ -146,6 +160,80 @@ stop-app)
 pack)
   cp /tmp/proof/*.log "$RES/" 2>/dev/null
   tar -czf "$OUT/proof.tar.gz" -C /tmp proof && ls -l "$OUT"
+  ;;
+pair)
+  SET=${SET:-h100x1-fair}
+  mkdir -p "$FAIR"
+  $PY -m ops.models prepare --set "$SET" | tail -1
+  FLAGS=$($PY -c "
+from app.recipes.loader import load_recipe
+from deployments.llm.engine import engine_cli_args
+r = load_recipe('$FAIR_RECIPE')
+print(' '.join(engine_cli_args(r.model.source.resolve(), 'dummy', r.engine)))")
+  echo "$FLAGS" > "$FAIR/bare-flags.txt"; say "bare flags (the app's engine gets the same): $FLAGS"
+  # The bare server holds the app's per-GPU engine start lock until it is healthy, so the two
+  # engines profile memory one at a time while the app's Ray and Serve start meanwhile.
+  LOCK=/tmp/platform-engine-start-gpu-0.lock; rm -f /tmp/bare-holds-lock
+  ( exec 9>"$LOCK"; flock 9; touch /tmp/bare-holds-lock; wait_for $BARE/health 480 ) &
+  HOLDER=$!
+  until [ -e /tmp/bare-holds-lock ]; do sleep 0.2; done
+  setsid nohup $PY -m vllm.entrypoints.openai.api_server $FLAGS --host 127.0.0.1 --port 8100 \
+    > "$RES/bare.log" 2>&1 < /dev/null 9>&- &
+  setsid nohup $PY -m app.launcher "serve_configs/rendered/$SET.yaml" > "$RES/app-$SET.log" 2>&1 < /dev/null 9>&- &
+  if wait $HOLDER; then say "bare vLLM up"; else say "bare vLLM failed"; tail -30 "$RES/bare.log"; fi
+  deadline=$((SECONDS + ${APP_TIMEOUT:-420}))
+  until grep -q "^ready in\|launch failed" "$RES/app-$SET.log" 2>/dev/null; do
+    [ $SECONDS -gt $deadline ] && { say "app not ready in time"; break; }
+    sleep 3
+  done
+  grep -E "ready in|launch failed|HEALTHY" "$RES/app-$SET.log" | tail -5
+  curl -s $APP/v1/models | $PY -c "import json,sys; print(*sorted({m['recipe'] for m in json.load(sys.stdin)['data']}))" | tee "$FAIR/recipes.txt"
+  say "app $SET up"
+  $PY -m ops.gpu.fair kv "$RES/bare.log" "$RES/app-$SET.log" --out "$FAIR" || { say "KV CACHE CHECK FAILED"; exit 3; }
+  $PY -m ops.gpu.fair vram --out "$FAIR"
+  ;;
+fair-loadgen|fair-bench)
+  client=loadgen; [ $phase = fair-bench ] && client=vllm-bench
+  say "fair rounds, client $client"
+  # shellcheck disable=SC2046
+  $PY -m ops.gpu.fair rounds --client $client --bare $BARE --app $APP --rounds "${FAIR_ROUNDS:-3}" \
+    $(for c in ${FAIR_POINTS:-1 16 64}; do echo --points $c; done) ${FAIR_ARGS:-} --out "$FAIR" \
+    > "$FAIR/rounds-$client${FAIR_TAG:-}.log" 2>&1
+  grep -E "round|warm-up|written|Error|error" "$FAIR/rounds-$client${FAIR_TAG:-}.log" | tail -40
+  ;;
+gpu-tests)
+  say "tests/gpu against the running app"
+  GPU_APP_URL=$APP timeout 300 $PY -m pytest tests/gpu -q -p no:cacheprovider -rA > "$FAIR/pytest-gpu.txt" 2>&1
+  tail -15 "$FAIR/pytest-gpu.txt"
+  ;;
+profile)
+  # py-spy of the three Python processes on the streaming path while c=64 runs against the app
+  P=$FAIR/profile${PROFILE_TAG:-}; mkdir -p "$P"; chmod +x "$PYSPY" 2>/dev/null
+  declare -A PIDS=(
+    [proxy]=$(pgrep -f "ray::ProxyActor" | head -1)
+    [gateway]=$(pgrep -f "ServeReplica:platform:Gateway" | head -1)
+    [llm]=$(pgrep -f "ServeReplica:platform:llm-" | head -1)
+  )
+  for name in proxy gateway llm; do echo "$name=${PIDS[$name]}"; done | tee "$P/pids.txt"
+  $PY -m ops.gpu.fair rounds --client loadgen --bare $BARE --app $APP --rounds 1 --points 64 \
+    --requests "${PROFILE_REQUESTS:-512}" --no-warmup --out "$P" > "$P/load.log" 2>&1 &
+  LOAD=$!; sleep "${PROFILE_DELAY:-6}"
+  for name in proxy gateway llm; do
+    pid=${PIDS[$name]}; [ -n "$pid" ] || continue
+    "$PYSPY" dump --pid "$pid" > "$P/dump-$name.txt" 2>&1
+    "$PYSPY" record --pid "$pid" --duration "${PROFILE_S:-6}" --rate 200 --format raw --nonblocking \
+      -o "$P/record-$name.txt" > "$P/record-$name.log" 2>&1 &
+  done
+  wait
+  for name in proxy gateway llm; do
+    [ -s "$P/record-$name.txt" ] || continue
+    $PY -m ops.gpu.profile_top "$P/record-$name.txt" > "$P/top-$name.txt"
+    head -14 "$P/top-$name.txt"
+  done
+  grep -E "round" "$P/load.log"
+  ;;
+fair-summary)
+  $PY -m ops.gpu.fair summarize "$FAIR" | tail -30
   ;;
 *) echo "unknown phase $phase"; exit 2;;
 esac
