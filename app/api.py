@@ -7,7 +7,6 @@ from fastapi import FastAPI
 from app.errors import install_error_handlers
 from app.middleware import BodySizeLimitMiddleware
 from app.observe import OutcomeIndex, RequestMetricsMiddleware
-from app.recipes.schema import GatewaySpec
 from app.registry import ModelRegistry
 from app.routes import (
     audio,
@@ -19,16 +18,16 @@ from app.routes import (
     models,
     rerank,
 )
+from recipes.schema import GatewaySpec
 
 
-def create_api(registry: ModelRegistry, gateway: GatewaySpec, recipe_set: str) -> FastAPI:
+def create_api(registry: ModelRegistry, gateway: GatewaySpec) -> FastAPI:
     api = FastAPI(
         title="inference-platform",
         description="OpenAI-compatible LLM, speech-to-text, embeddings and rerank on Ray Serve",
         version="0.1.0",
     )
     api.state.registry = registry
-    api.state.recipe_set = recipe_set
     api.state.outcomes = OutcomeIndex()
     for router in (
         health.router,

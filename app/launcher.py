@@ -68,7 +68,7 @@ def apply_serve_runtime(config, private_ports: bool = False) -> dict[str, str]:
     default; `private_ports` picks free ones so a test or benchmark app can run beside
     `make serve`.
     """
-    from app.recipes.schema import ServeRuntimeSpec
+    from recipes.schema import ServeRuntimeSpec
 
     gateway = (config.applications[0].args or {}).get("gateway", {})
     env = ServeRuntimeSpec.model_validate(gateway.get("serve_runtime", {})).env()

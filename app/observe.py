@@ -13,10 +13,11 @@ from starlette.datastructures import Headers
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from telemetry import metrics
+from telemetry.metrics import POOL_TAGS
 
 logger = logging.getLogger("ray.serve")
 
-NO_POOL = {"model": "none", "pool": "none", "recipe": "none"}
+NO_POOL = dict.fromkeys(POOL_TAGS, "none")
 
 
 class OutcomeIndex:
@@ -71,11 +72,7 @@ class RequestMetricsMiddleware:
         route = scope.get("route")
         endpoint = getattr(route, "path", "unmatched")
         pool = state.get("pool")
-        labels = (
-            {"model": pool.model, "pool": pool.profile, "recipe": pool.recipe_ref}
-            if pool is not None
-            else NO_POOL
-        )
+        labels = pool.identity.tags if pool is not None else NO_POOL
         status = int(seen["status"]) if seen["done"] else 499  # 499: the client went away
         error_type = state.get("error_type", "") if status >= 400 else ""
         seconds = time.time() - arrival

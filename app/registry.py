@@ -6,55 +6,63 @@ import time
 from dataclasses import dataclass, field
 from typing import Any
 
+from app.pools import PoolClient
 from app.protocol.common import ModelCard, ModelList
-from app.recipes.launch import AppArgs
-from app.recipes.schema import Recipe
 from deployments.common.errors import InvalidRequest, ModelNotFound
+from recipes.engines import Task
+from recipes.schema import RecipeSpec
+from telemetry.identity import PoolIdentity
 
 # Endpoints and the model tasks that can serve them (chat models serve completions too).
-ENDPOINT_TASKS: dict[str, tuple[str, ...]] = {
-    "chat": ("chat",),
-    "completion": ("completion", "chat"),
-    "embed": ("embed",),
-    "rerank": ("rerank",),
-    "transcribe": ("transcribe",),
+ENDPOINT_TASKS: dict[Task, tuple[Task, ...]] = {
+    Task.CHAT: (Task.CHAT,),
+    Task.COMPLETION: (Task.COMPLETION, Task.CHAT),
+    Task.EMBED: (Task.EMBED,),
+    Task.RERANK: (Task.RERANK,),
+    Task.TRANSCRIBE: (Task.TRANSCRIBE,),
 }
+
+
+def identity_of(spec: RecipeSpec) -> PoolIdentity:
+    return PoolIdentity(
+        model=spec.model.name,
+        pool=spec.id,
+        profile=spec.profile,
+        recipe=spec.ref,
+        usd_per_hour=spec.cost.usd_per_hour,
+    )
 
 
 @dataclass
 class Pool:
-    """One deployment serving one model for one or more workload profiles."""
+    """One deployment (named by its recipe id) serving one model for one or more profiles."""
 
-    recipe: Recipe
-    handle: Any  # ray.serve.handle.DeploymentHandle
-    profiles: list[str]
-
-    @property
-    def name(self) -> str:
-        return self.recipe.id
+    spec: RecipeSpec
+    client: Any  # the PoolClient subclass of its engine kind
+    identity: PoolIdentity
 
     @property
-    def profile(self) -> str:
-        return self.recipe.profile
+    def id(self) -> str:
+        return self.spec.id
+
+    @property
+    def profiles(self) -> list[str]:
+        return self.spec.profiles
 
     @property
     def model(self) -> str:
-        return self.recipe.model.name
-
-    @property
-    def recipe_ref(self) -> str:
-        return self.recipe.ref
+        return self.spec.model.name
 
 
 @dataclass
 class ServedModel:
     id: str
-    task: str
+    task: Task
     pools: list[Pool] = field(default_factory=list)
 
     @property
     def default_pool(self) -> Pool:
-        return next((p for p in self.pools if p.recipe.default_pool), self.pools[0])
+        return next((p for p in self.pools if p.spec.default_pool), self.pools[0])
 
     def pool_for(self, profile: str | None) -> Pool:
         if profile is None:
@@ -71,25 +79,24 @@ class ServedModel:
 
 
 class ModelRegistry:
-    def __init__(self, args: AppArgs, handles: dict[str, Any]):
+    def __init__(self, specs: list[RecipeSpec], clients: dict[str, PoolClient]):
         self.created = int(time.time())
         self.models: dict[str, ServedModel] = {}
         self.aliases: dict[str, Pool] = {}
-        for launched in args.pools:
-            recipe = launched.recipe
-            pool = Pool(recipe=recipe, handle=handles[recipe.id], profiles=recipe.profiles)
+        for spec in specs:
+            pool = Pool(spec=spec, client=clients[spec.id], identity=identity_of(spec))
             model = self.models.setdefault(
-                recipe.model.name, ServedModel(id=recipe.model.name, task=recipe.task)
+                spec.model.name, ServedModel(id=spec.model.name, task=spec.task)
             )
             model.pools.append(pool)
-            for alias in recipe.aliases:
+            for alias in spec.aliases:
                 self.aliases[alias] = pool
 
     @property
     def pools(self) -> list[Pool]:
         return [pool for model in self.models.values() for pool in model.pools]
 
-    def resolve(self, name: str, endpoint: str, profile: str | None = None) -> Pool:
+    def resolve(self, name: str, endpoint: Task, profile: str | None = None) -> Pool:
         """The pool that serves `name` on `endpoint`; 404 for an unknown name, 400 for a model
         that cannot serve this endpoint."""
         if name in self.models:
@@ -122,10 +129,10 @@ class ModelRegistry:
                 ModelCard(
                     id=model.id,
                     created=self.created,
-                    task=model.task,  # type: ignore[arg-type]
+                    task=model.task,
                     root=model.id,
-                    recipe=default.recipe_ref,
-                    pools=[f"{p.profile}:{p.recipe_ref}" for p in model.pools],
+                    recipe=default.spec.ref,
+                    pools=[f"{p.spec.profile}:{p.spec.ref}" for p in model.pools],
                 )
             )
         for alias, pool in self.aliases.items():
@@ -133,10 +140,10 @@ class ModelRegistry:
                 ModelCard(
                     id=alias,
                     created=self.created,
-                    task=self.models[pool.model].task,  # type: ignore[arg-type]
+                    task=self.models[pool.model].task,
                     root=pool.model,
-                    recipe=pool.recipe_ref,
-                    pools=[f"{pool.profile}:{pool.recipe_ref}"],
+                    recipe=pool.spec.ref,
+                    pools=[f"{pool.spec.profile}:{pool.spec.ref}"],
                 )
             )
         return ModelList(data=cards)

@@ -21,9 +21,10 @@ import sys
 import time
 from pathlib import Path
 
-from app.recipes.loader import load_recipe, load_set, load_set_recipes
-from app.recipes.schema import Recipe
-from deployments.common.model_source import PROJECT_ROOT, PreparedFrom
+from recipes.loader import load_recipe, load_set, load_set_recipes
+from recipes.model_source import PreparedFrom
+from recipes.paths import PROJECT_ROOT
+from recipes.schema import Recipe
 
 STAMP = ".prepared.json"
 

@@ -10,7 +10,7 @@ from __future__ import annotations
 import functools
 from typing import Any
 
-POOL_TAGS = ("model", "pool", "recipe")
+POOL_TAGS = ("model", "pool", "profile", "recipe")
 
 # Seconds. Fine steps under 100 ms (embeddings, TPOT), coarse up to minutes (batch jobs).
 LATENCY_BUCKETS = [

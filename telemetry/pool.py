@@ -3,14 +3,15 @@
 from __future__ import annotations
 
 import contextlib
+import itertools
 import logging
 import threading
 import time
 from collections.abc import Iterator
 
-from deployments.common.identity import CallContext, PoolIdentity
 from telemetry import gpu, metrics
 from telemetry.cost import CostMeter
+from telemetry.identity import PoolIdentity
 
 logger = logging.getLogger("ray.serve")
 
@@ -29,7 +30,7 @@ class PoolTelemetry:
         self.tags = identity.tags
         self.cost = CostMeter(identity.usd_per_hour, self._charge)
         self._gpus = gpu.visible_gpus()
-        self._stop = threading.Event()
+        self._calls = itertools.count()
         threading.Thread(target=self._sample_loop, name="pool-telemetry", daemon=True).start()
 
     def ready(self) -> float:
@@ -45,10 +46,10 @@ class PoolTelemetry:
     # -- per request -------------------------------------------------------------------------
 
     @contextlib.contextmanager
-    def request(self, call: CallContext) -> Iterator[None]:
+    def request(self, request_id: str) -> Iterator[None]:
         """Cost and replica-side latency of one call, and its log line (joined by request_id)."""
         started = time.time()
-        key = f"{call.request_id}:{id(call)}"
+        key = f"{request_id}:{next(self._calls)}"  # a request id may repeat
         self.cost.start(key)
         status = "ok"
         try:
@@ -64,7 +65,7 @@ class PoolTelemetry:
                 "pool request",
                 extra={
                     "event": "pool_request",
-                    "platform_request_id": call.request_id,
+                    "platform_request_id": request_id,
                     **self.tags,
                     "status": status,
                     "seconds": round(elapsed, 6),
@@ -93,7 +94,8 @@ class PoolTelemetry:
         metrics.cost_usd_total().inc(usd, tags={**self.tags, "kind": kind})
 
     def _sample_loop(self) -> None:
-        while not self._stop.wait(SAMPLE_PERIOD_S):
+        while True:
+            time.sleep(SAMPLE_PERIOD_S)
             try:
                 self.cost.tick()
                 for device in gpu.sample(self._gpus) if self._gpus else ():
@@ -103,6 +105,3 @@ class PoolTelemetry:
                     metrics.gpu_utilization().set(device["utilization"], tags=tags)
             except Exception:  # telemetry must never take a replica down
                 logger.debug("telemetry sample failed", exc_info=True)
-
-    def close(self) -> None:
-        self._stop.set()

@@ -4,11 +4,10 @@ from __future__ import annotations
 
 from typing import Literal
 
-from deployments.stt.engine import Segment, Transcript
+from deployments.contract import Segment, Transcript
 
 ResponseFormat = Literal["json", "text", "srt", "verbose_json", "vtt"]
 Granularity = Literal["word", "segment"]
-RESPONSE_FORMATS: tuple[str, ...] = ("json", "text", "srt", "verbose_json", "vtt")
 
 _LANGUAGE_NAMES = {
     "en": "english", "de": "german", "fr": "french", "es": "spanish", "it": "italian",

@@ -2,11 +2,14 @@
 
 from __future__ import annotations
 
+import base64
 from typing import Literal
 
+import orjson
 from pydantic import BaseModel, Field, field_validator
 
 from app.protocol.common import RequestModel, Usage
+from deployments.contract import Embeddings
 
 
 class EmbeddingRequest(RequestModel):
@@ -55,3 +58,27 @@ class EmbeddingResponse(BaseModel):
     data: list[EmbeddingData]
     model: str
     usage: Usage
+
+
+def response_body(result: Embeddings, model: str, encoding_format: str) -> bytes:
+    """EmbeddingResponse as JSON bytes, written straight from the float32 array: the vectors
+    never become Python float lists (float32 values print at float32's shortest form)."""
+    vectors = result.vectors
+    if encoding_format == "base64":
+        # OpenAI's encoding: little-endian float32 bytes, base64 (the official client decodes so).
+        little = vectors.astype("<f4", copy=False)
+        rows = [base64.b64encode(row.tobytes()).decode("ascii") for row in little]
+    else:
+        rows = list(vectors)
+    tokens = result.prompt_tokens
+    return orjson.dumps(
+        {
+            "object": "list",
+            "data": [
+                {"object": "embedding", "index": i, "embedding": row} for i, row in enumerate(rows)
+            ],
+            "model": model,
+            "usage": {"prompt_tokens": tokens, "total_tokens": tokens},
+        },
+        option=orjson.OPT_SERIALIZE_NUMPY,
+    )

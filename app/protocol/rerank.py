@@ -2,9 +2,12 @@
 
 from __future__ import annotations
 
+import uuid
+
 from pydantic import BaseModel, Field, field_validator
 
 from app.protocol.common import RequestModel
+from deployments.contract import Scores
 
 
 class RerankDocument(BaseModel):
@@ -49,3 +52,27 @@ class RerankResponse(BaseModel):
     model: str
     results: list[RerankResult]
     usage: RerankUsage
+
+
+def response_from_scores(
+    scores: Scores, request: RerankRequest, documents: list[str], model: str
+) -> RerankResponse:
+    """Documents ordered by relevance (a stable sort: equal scores keep the client's order),
+    cut to top_n, with their text when asked."""
+    values = scores.scores.tolist()
+    order = sorted(range(len(values)), key=lambda i: -values[i])
+    if request.top_n is not None:
+        order = order[: request.top_n]
+    return RerankResponse(
+        id=f"rerank-{uuid.uuid4().hex}",
+        model=model,
+        results=[
+            RerankResult(
+                index=i,
+                relevance_score=values[i],
+                document=RerankDocument(text=documents[i]) if request.return_documents else None,
+            )
+            for i in order
+        ],
+        usage=RerankUsage(total_tokens=scores.tokens),
+    )

@@ -7,11 +7,12 @@ from typing import Annotated
 from fastapi import APIRouter, File, Form, Request, UploadFile
 from fastapi.responses import JSONResponse, Response
 
-from app import dispatch
+from app.pools import SpeechClient
 from app.protocol.audio import Granularity, ResponseFormat, render
 from app.routes.deps import call_context, pool_headers, resolve_pool
 from deployments.common.errors import InvalidRequest, PayloadTooLarge
-from deployments.stt.engine import Transcript, TranscriptionOptions
+from deployments.contract import TranscriptionOptions
+from recipes.engines import SttEngineConfig, Task
 
 router = APIRouter(tags=["audio"])
 
@@ -29,14 +30,15 @@ async def transcriptions(
         list[Granularity] | None, Form(alias="timestamp_granularities[]")
     ] = None,
 ) -> Response:
-    pool = resolve_pool(request, model, "transcribe")
+    pool = resolve_pool(request, model, Task.TRANSCRIBE)
     granularities = list(timestamp_granularities or [])
     if granularities and response_format != "verbose_json":
         raise InvalidRequest(
             "timestamp_granularities needs response_format=verbose_json",
             param="timestamp_granularities",
         )
-    limit = pool.recipe.engine.max_upload_bytes  # type: ignore[union-attr]
+    engine: SttEngineConfig = pool.spec.engine  # type: ignore[assignment]
+    limit = engine.max_upload_bytes
     if file.size is not None and file.size > limit:
         raise PayloadTooLarge(
             f"uploaded file is {file.size} bytes; this model accepts at most {limit}", param="file"
@@ -50,9 +52,8 @@ async def transcriptions(
         temperature=temperature,
         word_timestamps="word" in granularities,
     )
-    transcript: Transcript = await dispatch.call(
-        pool, "transcribe", data, options, call_context(request)
-    )
+    client: SpeechClient = pool.client
+    transcript = await client.transcribe(data, options, call_context(request))
     body, media_type = render(transcript, response_format, granularities)
     headers = pool_headers(pool)
     if isinstance(body, dict):

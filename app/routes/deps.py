@@ -4,20 +4,21 @@ from __future__ import annotations
 
 from fastapi import Request
 from fastapi.responses import Response
-from pydantic import BaseModel
 
 from app.registry import ModelRegistry, Pool
-from deployments.common.identity import CallContext
+from deployments.contract import CallContext
+from recipes.engines import Task
 
 PROFILE_HEADER = "x-workload-profile"
 RECIPE_HEADER = "x-recipe"
+POOL_HEADER = "x-pool"
 
 
 def registry(request: Request) -> ModelRegistry:
     return request.app.state.registry
 
 
-def resolve_pool(request: Request, model: str, endpoint: str) -> Pool:
+def resolve_pool(request: Request, model: str, endpoint: Task) -> Pool:
     pool = registry(request).resolve(model, endpoint, request.headers.get(PROFILE_HEADER))
     request.state.pool = pool  # the metrics middleware labels the request with it
     return pool
@@ -33,13 +34,8 @@ def call_context(request: Request) -> CallContext:
 
 def pool_headers(pool: Pool) -> dict[str, str]:
     """Response headers that trace a response to the exact launch that produced it."""
-    return {RECIPE_HEADER: pool.recipe_ref, "x-pool": pool.name}
+    return {RECIPE_HEADER: pool.spec.ref, POOL_HEADER: pool.id}
 
 
-def json_response(body: BaseModel, pool: Pool) -> Response:
-    # pydantic's own serializer: much faster than FastAPI's jsonable_encoder for vectors.
-    return Response(
-        content=body.model_dump_json(exclude_none=True),
-        media_type="application/json",
-        headers=pool_headers(pool),
-    )
+def json_bytes_response(content: bytes, pool: Pool) -> Response:
+    return Response(content=content, media_type="application/json", headers=pool_headers(pool))

@@ -5,15 +5,33 @@ from __future__ import annotations
 from fastapi import APIRouter, Request
 from fastapi.responses import Response
 
-from app import dispatch
-from app.protocol.embeddings import EmbeddingRequest, EmbeddingResponse
-from app.routes.deps import call_context, json_response, resolve_pool
+from app.pools import EmbeddingClient
+from app.protocol.embeddings import EmbeddingRequest, EmbeddingResponse, response_body
+from app.routes.deps import call_context, json_bytes_response, resolve_pool
+from deployments.common.errors import InvalidRequest
+from deployments.contract import EmbedCall
+from recipes.engines import EmbeddingEngineConfig, Task
 
 router = APIRouter(tags=["embeddings"])
 
 
 @router.post("/v1/embeddings", response_model=EmbeddingResponse)
 async def create_embeddings(body: EmbeddingRequest, request: Request) -> Response:
-    pool = resolve_pool(request, body.model, "embed")
-    result: EmbeddingResponse = await dispatch.call(pool, "embed", body, call_context(request))
-    return json_response(result, pool)
+    pool = resolve_pool(request, body.model, Task.EMBED)
+    engine: EmbeddingEngineConfig = pool.spec.engine  # type: ignore[assignment]
+    inputs = body.texts_or_ids()
+    if len(inputs) > engine.max_inputs:  # before the hop: no memory spent on it
+        raise InvalidRequest(
+            f"{len(inputs)} inputs in one request; this model takes at most {engine.max_inputs}",
+            param="input",
+        )
+    client: EmbeddingClient = pool.client
+    result = await client.embed(
+        EmbedCall(
+            inputs=inputs,
+            truncate=body.truncate,
+            dimensions=body.dimensions,
+            context=call_context(request),
+        )
+    )
+    return json_bytes_response(response_body(result, pool.model, body.encoding_format), pool)

@@ -8,6 +8,7 @@ from fastapi import APIRouter, Request
 
 from app.protocol.feedback import FeedbackRequest, FeedbackResponse
 from telemetry import metrics
+from telemetry.metrics import POOL_TAGS
 
 router = APIRouter(tags=["feedback"])
 logger = logging.getLogger("ray.serve")
@@ -16,7 +17,7 @@ logger = logging.getLogger("ray.serve")
 @router.post("/v1/feedback", response_model=FeedbackResponse)
 async def feedback(body: FeedbackRequest, request: Request) -> FeedbackResponse:
     labels = request.app.state.outcomes.labels(body.request_id)
-    tags = labels or {"model": "unknown", "pool": "unknown", "recipe": "unknown"}
+    tags = labels or dict.fromkeys(POOL_TAGS, "unknown")
     metrics.outcomes_total().inc(1, tags={**tags, "accepted": str(body.accepted).lower()})
     logger.info(
         "feedback",

@@ -9,10 +9,11 @@ from typing import Any
 from fastapi import APIRouter, Request
 from fastapi.responses import JSONResponse, Response, StreamingResponse
 
-from app import dispatch
+from app.pools import LLMClient
 from app.protocol.chat import ChatCompletionRequest, GenerationParams
 from app.protocol.completions import CompletionRequest
 from app.routes.deps import call_context, pool_headers, resolve_pool
+from recipes.engines import Task
 
 router = APIRouter(tags=["generation"])
 
@@ -21,18 +22,19 @@ SSE_HEADERS = {"cache-control": "no-cache", "x-accel-buffering": "no"}
 
 @router.post("/v1/chat/completions")
 async def chat_completions(body: ChatCompletionRequest, request: Request) -> Response:
-    return await _generate(body, request, endpoint="chat", method="chat")
+    return await _generate(body, request, Task.CHAT)
 
 
 @router.post("/v1/completions")
 async def completions(body: CompletionRequest, request: Request) -> Response:
-    return await _generate(body, request, endpoint="completion", method="completion")
+    return await _generate(body, request, Task.COMPLETION)
 
 
-async def _generate(body: GenerationParams, request: Request, endpoint: str, method: str):
+async def _generate(body: GenerationParams, request: Request, endpoint: Task) -> Response:
     pool = resolve_pool(request, body.model, endpoint)
-    payload = body.engine_body()
-    items = await dispatch.stream(pool, method, payload, call_context(request))
+    client: LLMClient = pool.client
+    generate = client.chat if endpoint is Task.CHAT else client.completion
+    items = await generate(body.engine_body(), call_context(request))
     headers = pool_headers(pool)
     if body.stream:
         return StreamingResponse(

@@ -5,9 +5,12 @@ from __future__ import annotations
 from fastapi import APIRouter, Request
 from fastapi.responses import Response
 
-from app import dispatch
-from app.protocol.rerank import RerankRequest, RerankResponse
-from app.routes.deps import call_context, json_response, resolve_pool
+from app.pools import RerankClient
+from app.protocol.rerank import RerankRequest, RerankResponse, response_from_scores
+from app.routes.deps import call_context, json_bytes_response, resolve_pool
+from deployments.common.errors import InvalidRequest
+from deployments.contract import RerankCall
+from recipes.engines import RerankEngineConfig, Task
 
 router = APIRouter(tags=["rerank"])
 
@@ -16,6 +19,23 @@ router = APIRouter(tags=["rerank"])
 @router.post("/v2/rerank", response_model=RerankResponse, include_in_schema=False)
 @router.post("/rerank", response_model=RerankResponse, include_in_schema=False)
 async def rerank(body: RerankRequest, request: Request) -> Response:
-    pool = resolve_pool(request, body.model, "rerank")
-    result: RerankResponse = await dispatch.call(pool, "rerank", body, call_context(request))
-    return json_response(result, pool)
+    pool = resolve_pool(request, body.model, Task.RERANK)
+    engine: RerankEngineConfig = pool.spec.engine  # type: ignore[assignment]
+    documents = body.document_texts()
+    if len(documents) > engine.max_documents:  # before the hop: no memory spent on it
+        raise InvalidRequest(
+            f"{len(documents)} documents in one request; this model takes at most "
+            f"{engine.max_documents}",
+            param="documents",
+        )
+    client: RerankClient = pool.client
+    scores = await client.rerank(
+        RerankCall(
+            query=body.query,
+            documents=documents,
+            truncate=body.truncate,
+            context=call_context(request),
+        )
+    )
+    response = response_from_scores(scores, body, documents, pool.model)
+    return json_bytes_response(response.model_dump_json(exclude_none=True).encode(), pool)

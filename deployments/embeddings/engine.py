@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import copy
 import threading
 from pathlib import Path
 
@@ -10,13 +9,16 @@ import numpy as np
 
 from deployments.common.errors import InputTooLong, InvalidRequest
 from deployments.common.threads import set_torch_threads
-from deployments.embeddings.config import EmbeddingEngineConfig
+from recipes.engines import EmbeddingEngineConfig
 
 _TORCH_DTYPES = {"float32": "float32", "float16": "float16", "bfloat16": "bfloat16"}
 
 
 class EmbeddingEngine:
-    """Tokenizes, checks lengths and encodes; knows nothing about HTTP or Ray."""
+    """Tokenizes, checks lengths and encodes; knows nothing about HTTP or Ray.
+
+    Text is tokenized once: the ids that are counted and checked are the ids the model reads.
+    """
 
     def __init__(self, model_dir: Path, config: EmbeddingEngineConfig):
         import torch
@@ -31,13 +33,9 @@ class EmbeddingEngine:
             model_kwargs={"dtype": getattr(torch, _TORCH_DTYPES[config.dtype])},
         )
         self.tokenizer = self.model.tokenizer
-        # Hugging Face fast tokenizers are not safe to share between threads that use different
-        # padding/truncation settings ("Already borrowed"): counting gets its own copy, and the
-        # batches that encode concurrently take turns tokenizing (the forward pass runs freely).
-        self._count_tokenizer = copy.deepcopy(self.tokenizer)
+        # A Hugging Face fast tokenizer is not safe to share between threads that use different
+        # truncation settings ("Already borrowed"): every tokenizer call takes this lock.
         self._tokenize_lock = threading.Lock()
-        # sentence-transformers 6.1 renamed tokenize() to preprocess(); GPU images may carry 6.0.
-        self._preprocess = getattr(self.model, "preprocess", None) or self.model.tokenize
         model_max = self.model.get_max_seq_length() or self.tokenizer.model_max_length
         self.max_input_tokens = min(config.max_input_tokens or model_max, model_max)
         self.model.max_seq_length = self.max_input_tokens
@@ -46,14 +44,25 @@ class EmbeddingEngine:
             self.model.get_sentence_embedding_dimension
         )
         self.dimensions = int(dimension_of())
+        self._pad_id = self.tokenizer.pad_token_id or 0
+        self._token_types = "token_type_ids" in self.tokenizer.model_input_names
 
-    # -- validation ---------------------------------------------------------------------------
+    # -- tokens -------------------------------------------------------------------------------
 
-    def count_tokens(self, texts: list[str]) -> list[int]:
-        """Tokens each text becomes, special tokens included (what the model actually reads)."""
-        encoded = self._count_tokenizer(texts, add_special_tokens=True, truncation=False)
-        encoded = encoded["input_ids"]
-        return [len(ids) for ids in encoded]
+    def tokenize(self, texts: list[str], truncate: bool = False) -> list[list[int]]:
+        """Token ids of each text, special tokens included; cut at max_input_tokens (keeping
+        the closing special tokens) only when `truncate`."""
+        with self._tokenize_lock:
+            if truncate:
+                encoded = self.tokenizer(
+                    texts,
+                    add_special_tokens=True,
+                    truncation=True,
+                    max_length=self.max_input_tokens,
+                )
+            else:
+                encoded = self.tokenizer(texts, add_special_tokens=True, truncation=False)
+        return encoded["input_ids"]
 
     def check_lengths(self, token_counts: list[int], truncate: bool) -> list[int]:
         """Raise InputTooLong for an over-long input unless truncating; return billed tokens."""
@@ -68,51 +77,54 @@ class EmbeddingEngine:
                 )
         return token_counts
 
-    # -- compute ------------------------------------------------------------------------------
-
-    def encode(self, texts: list[str]) -> np.ndarray:
-        """float32 array of shape (len(texts), dimensions); truncates at max_input_tokens.
-
-        Texts run longest-first in slices of encode_batch_size, as SentenceTransformer.encode
-        does (least padding), with the tokenizer guarded so batches may encode concurrently.
-        """
-        order = sorted(range(len(texts)), key=lambda i: -len(texts[i]))
-        out = np.empty((len(texts), self.dimensions), dtype=np.float32)
-        step = self.config.encode_batch_size
-        for start in range(0, len(texts), step):
-            index = order[start : start + step]
-            with self._tokenize_lock:
-                features = self._preprocess([texts[i] for i in index])
-            out[index] = self._forward(features)
-        return out
-
-    def encode_token_ids(self, batch_ids: list[list[int]]) -> np.ndarray:
-        """Embeddings of inputs given as token ids of this model's own tokenizer."""
-        import torch
-
+    def check_token_ids(self, batch_ids: list[list[int]]) -> None:
+        """Token ids a client sent must belong to this model's vocabulary."""
         vocab = self.tokenizer.vocab_size
         for i, ids in enumerate(batch_ids):
-            bad = [t for t in ids if t < 0 or t >= vocab]
-            if bad:
+            bad = next((t for t in ids if t < 0 or t >= vocab), None)
+            if bad is not None:
                 raise InvalidRequest(
-                    f"input[{i}] holds token id {bad[0]}, outside this model's vocabulary "
+                    f"input[{i}] holds token id {bad}, outside this model's vocabulary "
                     f"(0..{vocab - 1})",
                     param=f"input[{i}]",
                 )
-        width = max(len(ids) for ids in batch_ids)
-        pad = self.tokenizer.pad_token_id or 0
-        input_ids = torch.tensor([ids + [pad] * (width - len(ids)) for ids in batch_ids])
-        mask = torch.tensor([[1] * len(ids) + [0] * (width - len(ids)) for ids in batch_ids])
-        features = {"input_ids": input_ids, "attention_mask": mask}
-        if "token_type_ids" in self.tokenizer.model_input_names:
-            features["token_type_ids"] = torch.zeros_like(input_ids)
-        return self._forward(features)
 
-    def _forward(self, features: dict) -> np.ndarray:
+    # -- compute ------------------------------------------------------------------------------
+
+    def encode_ids(self, batch_ids: list[list[int]]) -> np.ndarray:
+        """float32 array of shape (len(batch_ids), dimensions).
+
+        Inputs run longest-first in slices of encode_batch_size (least padding), as
+        SentenceTransformer.encode does.
+        """
+        order = sorted(range(len(batch_ids)), key=lambda i: -len(batch_ids[i]))
+        out = np.empty((len(batch_ids), self.dimensions), dtype=np.float32)
+        step = self.config.encode_batch_size
+        for start in range(0, len(order), step):
+            index = order[start : start + step]
+            out[index] = self._forward([batch_ids[i] for i in index])
+        return out
+
+    def encode(self, texts: list[str]) -> np.ndarray:
+        """Embeddings of texts (truncated at max_input_tokens): the in-process reference path."""
+        return self.encode_ids(self.tokenize(texts, truncate=True))
+
+    def _forward(self, batch_ids: list[list[int]]) -> np.ndarray:
         import torch
-        from sentence_transformers.util import batch_to_device
 
-        features = batch_to_device(features, self.model.device)
+        width = max(len(ids) for ids in batch_ids)
+        input_ids = np.full((len(batch_ids), width), self._pad_id, dtype=np.int64)
+        mask = np.zeros((len(batch_ids), width), dtype=np.int64)
+        for row, ids in enumerate(batch_ids):
+            input_ids[row, : len(ids)] = ids
+            mask[row, : len(ids)] = 1
+        device = self.model.device
+        features = {
+            "input_ids": torch.from_numpy(input_ids).to(device),
+            "attention_mask": torch.from_numpy(mask).to(device),
+        }
+        if self._token_types:
+            features["token_type_ids"] = torch.zeros_like(features["input_ids"])
         with torch.inference_mode():
             vectors = self.model(features)["sentence_embedding"].float()
         if self.config.normalize:

@@ -18,12 +18,13 @@ from typing import Any
 
 from ray import serve
 
-from deployments.common.identity import CallContext, PoolIdentity
-from deployments.common.model_source import ModelSource
+from deployments.contract import CallContext
 from deployments.llm import vllm_compat
-from deployments.llm.config import LLMEngineConfig
 from deployments.llm.engine import RequestRecord, VLLMEngine
 from deployments.llm.stats import pool_stat_logger_factory
+from recipes.engines import LLMEngineConfig
+from recipes.model_source import ModelSource
+from telemetry.identity import PoolIdentity
 from telemetry.pool import PoolTelemetry
 from telemetry.tracing import span
 
@@ -42,6 +43,8 @@ STREAM_COALESCE_MS = float(os.environ.get("PLATFORM_LLM_STREAM_COALESCE_MS", "0"
 
 @serve.deployment(name="llm")
 class LLMDeployment:
+    """Implements deployments.contract.LLMPool."""
+
     async def __init__(self, identity: PoolIdentity, model: ModelSource, engine: LLMEngineConfig):
         import ray
 
@@ -95,7 +98,7 @@ class LLMDeployment:
 
     async def _generate(self, run, body: dict[str, Any], call: CallContext):
         with (
-            self.telemetry.request(call),
+            self.telemetry.request(call.request_id),
             span("llm.generate", model=self.identity.model, stream=bool(body.get("stream"))) as s,
         ):
             result = await run(body, call)

@@ -21,16 +21,17 @@ from typing import Any
 from pydantic import ValidationError
 
 from deployments.common.errors import InvalidRequest, ServingError, error_for_status
-from deployments.common.identity import CallContext
+from deployments.contract import CallContext
 from deployments.llm import vllm_compat
-from deployments.llm.config import LLMEngineConfig
 from deployments.llm.start_lock import engine_start_lock, gpu_key
+from recipes.engines import LLMEngineConfig
 
 logger = logging.getLogger("ray.serve")
 
 
 def engine_cli_args(model_dir: Path, served_name: str, cfg: LLMEngineConfig) -> list[str]:
-    """The recipe's engine section as `vllm serve` flags (parsed by vLLM's own parser)."""
+    """The recipe's engine section as `vllm serve` flags (parsed by vLLM's own parser): the
+    fields the platform models, then every `engine_kwargs` entry as its flag."""
     args = [
         "--model", str(model_dir),
         "--served-model-name", served_name,
@@ -41,27 +42,17 @@ def engine_cli_args(model_dir: Path, served_name: str, cfg: LLMEngineConfig) -> 
         "--dtype", cfg.dtype,
         "--kv-cache-dtype", cfg.kv_cache_dtype,
         "--load-format", cfg.load_format,
-        "--max-logprobs", str(cfg.max_logprobs),
-        "--seed", str(cfg.seed),
         "--enable-prefix-caching" if cfg.enable_prefix_caching else "--no-enable-prefix-caching",
     ]  # fmt: skip
     if cfg.stream_interval > 1:
         args += ["--stream-interval", str(cfg.stream_interval)]
-    if cfg.max_num_batched_tokens is not None:
-        args += ["--max-num-batched-tokens", str(cfg.max_num_batched_tokens)]
-    if cfg.quantization:
-        args += ["--quantization", cfg.quantization]
-    if cfg.enforce_eager:
-        args.append("--enforce-eager")
     if cfg.tool_call_parser:
         args += ["--tool-call-parser", cfg.tool_call_parser, "--enable-auto-tool-choice"]
     if cfg.reasoning_parser:
         args += ["--reasoning-parser", cfg.reasoning_parser]
     if cfg.chat_template:
         args += ["--chat-template", cfg.chat_template]
-    if cfg.distributed_executor_backend:
-        args += ["--distributed-executor-backend", cfg.distributed_executor_backend]
-    for key, value in sorted(cfg.extra_engine_args.items()):
+    for key, value in sorted(cfg.engine_kwargs.items()):
         flag = "--" + key.replace("_", "-")
         if value is True:
             args.append(flag)

@@ -10,7 +10,7 @@ import numpy as np
 
 from deployments.common.errors import InputTooLong
 from deployments.common.threads import set_torch_threads
-from deployments.rerank.config import RerankEngineConfig
+from recipes.engines import RerankEngineConfig
 
 
 class RerankEngine:

@@ -15,16 +15,19 @@ from concurrent.futures import ThreadPoolExecutor
 
 from ray import serve
 
-from deployments.common.identity import CallContext, PoolIdentity
-from deployments.common.model_source import ModelSource
-from deployments.stt.config import SttEngineConfig
-from deployments.stt.engine import Transcript, TranscriptionOptions, WhisperEngine
+from deployments.contract import CallContext, Transcript, TranscriptionOptions
+from deployments.stt.engine import WhisperEngine
+from recipes.engines import SttEngineConfig
+from recipes.model_source import ModelSource
+from telemetry.identity import PoolIdentity
 from telemetry.pool import PoolTelemetry
 from telemetry.tracing import span
 
 
 @serve.deployment(name="stt")
 class TranscriptionDeployment:
+    """Implements deployments.contract.SpeechPool."""
+
     def __init__(self, identity: PoolIdentity, model: ModelSource, engine: SttEngineConfig):
         self.identity = identity
         self.config = engine
@@ -36,14 +39,17 @@ class TranscriptionDeployment:
         self.telemetry.ready()
 
     async def transcribe(
-        self, data: bytes, options: TranscriptionOptions, call: CallContext
+        self, data: bytes, options: TranscriptionOptions, context: CallContext
     ) -> Transcript:
-        with self.telemetry.request(call), span("stt.transcribe", model=self.identity.model):
+        with (
+            self.telemetry.request(context.request_id),
+            span("stt.transcribe", model=self.identity.model),
+        ):
             audio = await asyncio.to_thread(self.engine.decode, data)
             seconds = self.engine.check(audio, options)
 
             def run() -> Transcript:
-                self.telemetry.queued(call.arrival)
+                self.telemetry.queued(context.arrival)
                 started = time.perf_counter()
                 transcript = self.engine.transcribe(audio, options)
                 self.telemetry.batch(1, time.perf_counter() - started)
@@ -52,11 +58,3 @@ class TranscriptionDeployment:
             transcript = await asyncio.get_running_loop().run_in_executor(self._workers, run)
             self.telemetry.items("audio_seconds", seconds)
             return transcript
-
-    def runtime(self) -> dict[str, str | None]:
-        """Where this replica really runs (after any CUDA fallback)."""
-        return {
-            "device": self.engine.device,
-            "compute_type": self.engine.compute_type,
-            "fallback_reason": self.engine.fallback_reason,
-        }

@@ -4,53 +4,17 @@ from __future__ import annotations
 
 import io
 import logging
-from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
-from pydantic import BaseModel
 
 from deployments.common.errors import InvalidRequest
-from deployments.stt.config import SttEngineConfig
+from deployments.contract import Segment, Transcript, TranscriptionOptions, Word
+from recipes.engines import SttEngineConfig
 
 logger = logging.getLogger("ray.serve")
 
 SAMPLE_RATE = 16000
-
-
-@dataclass(frozen=True)
-class TranscriptionOptions:
-    language: str | None = None
-    prompt: str | None = None
-    temperature: float | None = None
-    word_timestamps: bool = False
-
-
-class Word(BaseModel):
-    word: str
-    start: float
-    end: float
-
-
-class Segment(BaseModel):
-    id: int
-    seek: int
-    start: float
-    end: float
-    text: str
-    tokens: list[int]
-    temperature: float
-    avg_logprob: float
-    compression_ratio: float
-    no_speech_prob: float
-
-
-class Transcript(BaseModel):
-    text: str
-    language: str
-    duration: float
-    segments: list[Segment]
-    words: list[Word] | None = None
 
 
 class WhisperEngine:

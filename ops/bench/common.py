@@ -13,7 +13,7 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
-from deployments.common.model_source import PROJECT_ROOT
+from recipes.paths import PROJECT_ROOT
 
 RESULTS_DIR = PROJECT_ROOT / "ops" / "results"
 LOCAL_CONFIG = PROJECT_ROOT / "serve_configs" / "local.yaml"

@@ -17,8 +17,8 @@ import time
 
 import aiohttp
 
-from app.recipes.loader import load_recipe
 from ops.bench.common import app_under_test, markdown_table, sentences, write_result
+from recipes.loader import load_recipe
 
 RECIPE = "embed-minilm-cpu@1"
 

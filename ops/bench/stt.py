@@ -18,10 +18,10 @@ from concurrent.futures import ThreadPoolExecutor
 
 import aiohttp
 
-from app.recipes.loader import load_recipe
 from ops.bench.common import app_under_test, markdown_table, write_result
 from ops.speech import clips as speech_clips
 from ops.speech import wav_seconds
+from recipes.loader import load_recipe
 
 RECIPE = "stt-whisper-tiny-cpu@1"
 

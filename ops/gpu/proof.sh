@@ -74,7 +74,7 @@ bare)
   # The proof recipe's engine flags, at a smaller memory share: both servers share the GPU.
   FLAGS=$(PROOF_RECIPE=$PROOF_RECIPE $PY - <<'EOF'
 from pathlib import Path
-from app.recipes.loader import load_recipe
+from recipes.loader import load_recipe
 from deployments.llm.engine import engine_cli_args
 import os
 r = load_recipe(os.environ["PROOF_RECIPE"])

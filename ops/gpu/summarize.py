@@ -13,9 +13,10 @@ import sys
 from pathlib import Path
 from typing import Any
 
-from app.recipes.loader import load_recipe, load_set, load_set_recipes
-from app.recipes.schema import Recipe
 from ops.recipes.vram import estimate
+from recipes.engines import LLMEngineConfig
+from recipes.loader import load_recipe, load_set, load_set_recipes
+from recipes.schema import Recipe
 
 
 def _load(path: Path) -> dict[str, Any] | None:
@@ -198,7 +199,7 @@ def vram_by_deployment(proof: Path) -> dict[str, float]:
             out[replica.group(1)] = gib
         elif "EngineCore" in name:
             engines.append((gib, rest))
-    llm = [r.id for r in measured_recipes(proof) if r.engine.kind == "vllm"]
+    llm = [r.id for r in measured_recipes(proof) if isinstance(r.engine, LLMEngineConfig)]
     if not llm:
         return out
     under_serve = [gib for gib, parent in engines if "ServeReplica" in parent]
@@ -224,9 +225,9 @@ def envelope_section(proof: Path) -> list[str]:
         "|---|---|---|---|---|",
     ]
     for recipe in measured_recipes(proof):
-        exp = recipe.expectations
+        exp = recipe.dossier.expectations
         measured_tp = "-"
-        if recipe.engine.kind == "vllm" and p1 is not None:
+        if isinstance(recipe.engine, LLMEngineConfig) and p1 is not None:
             measured_tp = f"{p1['sides']['B']['output_throughput']:,.0f} output_tokens/s at c=64"
         elif recipe.task == "embed" and embed:
             point = max(json.loads(embed[-1].read_text())["points"], key=lambda p: p["texts_per_s"])

@@ -17,7 +17,7 @@ from ops.loadgen.scenario import Profile
 
 
 async def start_engine(recipe_ref: str, gpu_memory_utilization: float | None = None) -> VLLMEngine:
-    from app.recipes.loader import load_recipe
+    from recipes.loader import load_recipe
 
     recipe = load_recipe(recipe_ref)
     engine = recipe.engine

@@ -6,7 +6,12 @@ import sys
 
 import typer
 
-from app.recipes.loader import (
+from ops.recipes.decision import decision_path, render_decision
+from ops.recipes.diff import diff as diff_recipes
+from ops.recipes.render import render_set_id
+from ops.recipes.validate import validate_all
+from ops.recipes.vram import describe, estimate
+from recipes.loader import (
     RecipeError,
     all_recipe_refs,
     all_set_ids,
@@ -14,11 +19,6 @@ from app.recipes.loader import (
     recipe_versions,
     split_ref,
 )
-from ops.recipes.decision import decision_path, render_decision
-from ops.recipes.diff import diff as diff_recipes
-from ops.recipes.render import render_set_id
-from ops.recipes.validate import validate_all
-from ops.recipes.vram import describe, estimate
 
 app = typer.Typer(help=__doc__, no_args_is_help=True, add_completion=False)
 

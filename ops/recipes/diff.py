@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from app.recipes.schema import Recipe
+from recipes.schema import Recipe
 
 
 def flatten(value: Any, prefix: str = "") -> dict[str, Any]:

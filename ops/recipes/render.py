@@ -7,9 +7,11 @@ from typing import Any
 
 import yaml
 
-from app.recipes.launch import AppArgs, LaunchedRecipe
-from app.recipes.loader import CONFIG_ROOT, load_set, load_set_recipes
-from app.recipes.schema import Recipe, RecipeSet
+from recipes.engines import LLMEngineConfig
+from recipes.loader import load_set, load_set_recipes, set_path
+from recipes.paths import CONFIG_ROOT
+from recipes.rendered import AppArgs, LaunchedRecipe
+from recipes.schema import Recipe, RecipeSet
 from telemetry.tracing import EXPORTER_IMPORT_PATH
 
 APP_NAME = "platform"
@@ -21,7 +23,10 @@ RENDERED_PATHS = {"cpu-local": CONFIG_ROOT / "local.yaml"}
 
 
 def rendered_path(set_id: str) -> Path:
-    return RENDERED_PATHS.get(set_id, CONFIG_ROOT / "rendered" / f"{set_id}.yaml")
+    """Beside the set's own folder: serve_configs/rendered/ or ops/gpu/experiments/rendered/."""
+    return RENDERED_PATHS.get(
+        set_id, set_path(set_id).parent.parent / "rendered" / f"{set_id}.yaml"
+    )
 
 
 def placement_bundles(recipe: Recipe) -> list[dict[str, float]] | None:
@@ -31,7 +36,9 @@ def placement_bundles(recipe: Recipe) -> list[dict[str, float]] | None:
     in each bundle. Single-GPU and CPU pools need no placement group.
     """
     engine = recipe.engine
-    if engine.kind != "vllm" or engine.device != "cuda" or engine.tensor_parallel_size < 2:
+    if not isinstance(engine, LLMEngineConfig):
+        return None
+    if engine.device != "cuda" or engine.tensor_parallel_size < 2:
         return None
     cpus = recipe.deployment.num_cpus
     return [{"CPU": cpus, "GPU": 1.0}] + [{"GPU": 1.0}] * (engine.tensor_parallel_size - 1)
@@ -91,12 +98,12 @@ def render(recipe_set: RecipeSet, recipes: list[Recipe]) -> dict[str, Any]:
     args = AppArgs(
         recipe_set=recipe_set.ref,
         gateway=recipe_set.gateway,
-        pools=[LaunchedRecipe(content_hash=r.content_hash, recipe=r) for r in recipes],
+        pools=[LaunchedRecipe(content_hash=r.content_hash, recipe=r.spec) for r in recipes],
     )
     application: dict[str, Any] = {
         "name": APP_NAME,
         "route_prefix": "/",
-        "import_path": "app.builder:build_app",
+        "import_path": "app.application:build_app",
     }
     if recipe_set.ray_env:
         application["runtime_env"] = {"env_vars": dict(sorted(recipe_set.ray_env.items()))}
@@ -129,7 +136,7 @@ class _PlainDumper(yaml.SafeDumper):
 def render_text(recipe_set: RecipeSet, recipes: list[Recipe]) -> str:
     header = (
         f"# Rendered from recipe set {recipe_set.ref} by `python -m ops.recipes render`.\n"
-        "# Do not edit: change the recipes under serve_configs/ and re-render.\n"
+        "# Do not edit: change the recipes and re-render.\n"
         "# Start it with `python -m app.launcher <this file>` (or `serve run` / `serve deploy`).\n"
     )
     body = yaml.dump(render(recipe_set, recipes), Dumper=_PlainDumper, sort_keys=False, width=100)

@@ -7,9 +7,10 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from app.recipes.loader import RecipeError, load_recipe, recipe_path, split_ref
-from app.recipes.schema import Recipe, RecipeSet
 from ops.recipes.vram import estimate
+from recipes.engines import LLMEngineConfig
+from recipes.loader import RecipeError, load_recipe, recipe_path, split_ref
+from recipes.schema import Recipe, RecipeSet
 
 # A fraction of a GPU cannot be scheduled more precisely than this.
 EPSILON = 1e-6
@@ -35,7 +36,7 @@ def check_recipe(recipe: Recipe) -> list[Problem]:
 
     profiles = set(recipe.profiles)
     mixed = sorted(profiles & {"batch", "long_context"})
-    if "ttft_critical" in profiles and mixed and recipe.decision.shared_pool is None:
+    if "ttft_critical" in profiles and mixed and recipe.dossier.decision.shared_pool is None:
         add(
             "shared-pool",
             f"a ttft_critical pool also serves {mixed}: long prefills and big batches "
@@ -43,13 +44,13 @@ def check_recipe(recipe: Recipe) -> list[Problem]:
             "the decision in decision.shared_pool {reason, owner, date}",
         )
     engine = recipe.engine
-    if engine.kind == "vllm":
+    if isinstance(engine, LLMEngineConfig):
         max_context = recipe.model.max_context
         if (
             max_context is not None
             and engine.max_model_len >= max_context
             and recipe.profile != "long_context"
-            and not recipe.decision.max_context_reason
+            and not recipe.dossier.decision.max_context_reason
         ):
             add(
                 "max-context",
@@ -96,7 +97,7 @@ def check_recipe(recipe: Recipe) -> list[Problem]:
 
 
 def _check_rollback(recipe: Recipe, where: str) -> list[Problem]:
-    target = recipe.decision.rollback_to
+    target = recipe.dossier.decision.rollback_to
     if "@" not in target:
         return []  # an alias: resolved by the rollout tool against what is serving
     try:
@@ -182,20 +183,24 @@ def _replicas(recipe: Recipe) -> int:
 
 def _gpus_per_replica(recipe: Recipe) -> float:
     engine = recipe.engine
-    if engine.kind == "vllm" and engine.device == "cuda" and engine.tensor_parallel_size > 1:
+    if (
+        isinstance(engine, LLMEngineConfig)
+        and engine.device == "cuda"
+        and engine.tensor_parallel_size > 1
+    ):
         return float(engine.tensor_parallel_size)
     return recipe.deployment.num_gpus
 
 
 def _claimed_memory_gib(recipe: Recipe, gpu_memory_gib: float) -> float:
-    if recipe.engine.kind == "vllm" and recipe.engine.device == "cuda":
+    if isinstance(recipe.engine, LLMEngineConfig) and recipe.engine.device == "cuda":
         return recipe.engine.gpu_memory_utilization * gpu_memory_gib * _replicas(recipe)
-    return (recipe.expectations.vram_gib or 0.0) * _replicas(recipe)
+    return (recipe.dossier.expectations.vram_gib or 0.0) * _replicas(recipe)
 
 
 def validate_all(set_ids: list[str], recipe_refs: list[str]) -> tuple[list[str], list[Problem]]:
     """Load and check every named set and recipe; schema errors become problems too."""
-    from app.recipes.loader import load_set, load_set_recipes
+    from recipes.loader import load_set, load_set_recipes
 
     checked: list[str] = []
     problems: list[Problem] = []

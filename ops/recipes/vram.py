@@ -10,7 +10,8 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from app.recipes.schema import Recipe
+from recipes.engines import LLMEngineConfig
+from recipes.schema import Recipe
 
 GIB = 1024**3
 KV_DTYPE_BYTES = {"auto": None, "fp8": 1, "fp8_e4m3": 1, "fp8_e5m2": 1}
@@ -57,7 +58,7 @@ def kv_dtype_bytes(recipe: Recipe) -> int:
 def estimate(recipe: Recipe) -> VramEstimate | None:
     """None for recipes that are not vLLM engines with a declared architecture."""
     arch = recipe.model.architecture
-    if recipe.engine.kind != "vllm" or arch is None:
+    if not isinstance(recipe.engine, LLMEngineConfig) or arch is None:
         return None
     engine = recipe.engine
     tp = engine.tensor_parallel_size

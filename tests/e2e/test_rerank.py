@@ -6,6 +6,7 @@ from __future__ import annotations
 import asyncio
 import time
 
+import numpy as np
 import pytest
 
 from tests.conftest import assert_openai_error
@@ -118,11 +119,10 @@ def test_cross_encoder_path_plumbing(serve_app):
     """
     from ray import serve
 
-    from app.builder import identity_of
-    from app.protocol.rerank import RerankRequest
-    from app.recipes.loader import load_recipe
-    from deployments.common.identity import CallContext
+    from app.registry import identity_of
+    from deployments.contract import CallContext, RerankCall, Scores
     from deployments.rerank.deployment import RerankDeployment
+    from recipes.loader import load_recipe
 
     recipe = load_recipe("rerank-minilm-cpu@1")
     engine = recipe.engine.model_copy(
@@ -136,17 +136,14 @@ def test_cross_encoder_path_plumbing(serve_app):
         route_prefix=None,
     )
     try:
-        request = RerankRequest(model=MODEL, query=QUERY, documents=DOCS, return_documents=True)
-        call = CallContext(request_id="plumbing", arrival=time.time())
-        first = handle.rerank.remote(request, call).result(timeout_s=120)
-        again = handle.rerank.remote(request, call).result(timeout_s=120)
-        assert sorted(r.index for r in first.results) == [0, 1, 2, 3]
-        scores = [r.relevance_score for r in first.results]
-        assert scores == sorted(scores, reverse=True)
-        assert all(0.0 <= s <= 1.0 for s in scores)  # sigmoid of the head's logit
-        assert [(r.index, r.relevance_score) for r in first.results] == [
-            (r.index, r.relevance_score) for r in again.results
-        ]
-        assert first.results[0].document.text == DOCS[first.results[0].index]
+        context = CallContext(request_id="plumbing", arrival=time.time())
+        call = RerankCall(query=QUERY, documents=DOCS, truncate=None, context=context)
+        (first,) = handle.rerank.remote([call]).result(timeout_s=120)
+        (again,) = handle.rerank.remote([call, call]).result(timeout_s=120)[1:]
+        assert isinstance(first, Scores)
+        assert first.scores.dtype == np.float32 and first.scores.shape == (len(DOCS),)
+        assert all(0.0 <= s <= 1.0 for s in first.scores)  # sigmoid of the head's logit
+        assert first.scores.tolist() == again.scores.tolist()  # one pair, one score
+        assert first.tokens > len(DOCS)
     finally:
         serve.delete("xenc-plumbing")

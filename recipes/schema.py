@@ -1,7 +1,11 @@
-"""Serving recipes: the one source of every launch (model, hardware, engine flags, deployment,
-workload profile, SLO, expectations and the decision behind them).
+"""Serving recipes: the one source of every launch.
 
-A recipe describes one pool: one Ray Serve deployment serving one model for one workload profile.
+A recipe describes one pool: one Ray Serve deployment (named by the recipe id) serving one model
+for one or more workload profiles. It has two parts:
+- the runtime spec (model, hardware, runtime, engine, deployment, SLO, cost): what runs. Only
+  this part is hashed into the recipe's identity and rendered into the Serve config;
+- the dossier (description, decision, expectations, results files): why it runs so and what it
+  was measured to do. Validated, never shipped to the replicas; editing it keeps the hash.
 A recipe set groups the recipes that run together as one application on one kind of node.
 """
 
@@ -10,46 +14,30 @@ from __future__ import annotations
 import hashlib
 import json
 from datetime import date
-from typing import Annotated, Literal
+from typing import ClassVar, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, model_validator
+from pydantic import BaseModel, Field, field_validator, model_validator
 
-from deployments.common.model_source import ModelSource
-from deployments.embeddings.config import EmbeddingEngineConfig
-from deployments.llm.config import LLMEngineConfig
-from deployments.rerank.config import RerankEngineConfig
-from deployments.stt.config import SttEngineConfig
+from recipes.engines import EngineConfig, Strict, Task
+from recipes.model_source import ModelSource
+from recipes.paths import PROJECT_ROOT
 
-Task = Literal["chat", "completion", "embed", "rerank", "transcribe"]
 Profile = Literal["fast_chat", "long_context", "batch", "ttft_critical", "embed", "rerank", "stt"]
 LLM_PROFILES: tuple[str, ...] = ("fast_chat", "long_context", "batch", "ttft_critical")
 
-EngineConfig = Annotated[
-    LLMEngineConfig | EmbeddingEngineConfig | RerankEngineConfig | SttEngineConfig,
-    Field(discriminator="kind"),
-]
 
-# Which engine kinds can serve which task.
-ENGINE_TASKS: dict[str, tuple[str, ...]] = {
-    "vllm": ("chat", "completion"),
-    "sentence-transformers": ("embed",),
-    "sentence-transformers-rerank": ("rerank",),
-    "faster-whisper": ("transcribe",),
-}
-
-
-class Strict(BaseModel):
-    model_config = ConfigDict(extra="forbid")
-
-
-def content_hash(model: BaseModel) -> str:
+def content_hash(model: BaseModel, exclude: set[str] | None = None) -> str:
     """sha256 of a model's canonical JSON (sorted keys, defaults included)."""
-    body = json.dumps(model.model_dump(mode="json"), sort_keys=True, separators=(",", ":"))
+    data = model.model_dump(mode="json", exclude=exclude)
+    body = json.dumps(data, sort_keys=True, separators=(",", ":"))
     return hashlib.sha256(body.encode()).hexdigest()
 
 
 class Versioned(Strict):
-    """Identity of a recipe or a recipe set: id, version, and a hash of everything in it."""
+    """Identity of a recipe or a recipe set: id, version, and a hash of what it runs."""
+
+    # Fields that explain rather than run: they stay out of the hash.
+    unhashed: ClassVar[set[str]] = set()
 
     id: str = Field(pattern=r"^[a-z0-9][a-z0-9-]*$")
     version: int = Field(ge=1)
@@ -57,7 +45,7 @@ class Versioned(Strict):
     @property
     def content_hash(self) -> str:
         """Two launches with one hash ran the same thing."""
-        return content_hash(self)
+        return content_hash(self, exclude=self.unhashed)
 
     @property
     def ref(self) -> str:
@@ -182,15 +170,34 @@ class DecisionSpec(Strict):
     shared_pool: SharedPoolDecision | None = None
 
 
+class Dossier(Strict):
+    """Why a recipe is what it is, and what it was measured to do. Not part of its identity."""
+
+    description: str = ""
+    decision: DecisionSpec
+    expectations: Expectations = Field(default_factory=Expectations)
+    results: list[str] = Field(
+        default_factory=list,
+        description="Results files (paths from the project root) behind the expectations",
+    )
+
+    @field_validator("results")
+    @classmethod
+    def _results_exist(cls, paths: list[str]) -> list[str]:
+        missing = [p for p in paths if not (PROJECT_ROOT / p).exists()]
+        if missing:
+            raise ValueError(f"results files not found: {', '.join(missing)}")
+        return paths
+
+
 class CostSpec(Strict):
     usd_per_hour: float = Field(ge=0, description="Price of one replica's resources per hour")
     basis: str = Field(description="How the rate was derived, e.g. '$3.00/GPU-h x 0.2 GPU'")
 
 
-class Recipe(Versioned):
-    """One pool; its id is also the Ray Serve deployment name."""
+class RecipeSpec(Versioned):
+    """What one pool runs; its id is also the Ray Serve deployment name (the pool id)."""
 
-    description: str = ""
     task: Task
     profile: Profile
     serves_profiles: list[Profile] = Field(
@@ -204,22 +211,34 @@ class Recipe(Versioned):
     engine: EngineConfig
     deployment: DeploymentSpec
     slo: SLOSpec = Field(default_factory=SLOSpec)
-    expectations: Expectations = Field(default_factory=Expectations)
-    decision: DecisionSpec
     cost: CostSpec
 
     @model_validator(mode="after")
-    def _engine_fits_task(self) -> Recipe:
-        if self.task not in ENGINE_TASKS[self.engine.kind]:
+    def _engine_fits_task(self) -> RecipeSpec:
+        tasks = type(self.engine).tasks
+        if self.task not in tasks:
             raise ValueError(
                 f"engine kind '{self.engine.kind}' cannot serve task '{self.task}' "
-                f"(it serves {', '.join(ENGINE_TASKS[self.engine.kind])})"
+                f"(it serves {', '.join(tasks)})"
             )
         return self
 
     @property
     def profiles(self) -> list[str]:
         return [self.profile, *[p for p in self.serves_profiles if p != self.profile]]
+
+
+class Recipe(RecipeSpec):
+    """A recipe file: the runtime spec plus its dossier."""
+
+    unhashed: ClassVar[set[str]] = {"dossier"}
+
+    dossier: Dossier
+
+    @property
+    def spec(self) -> RecipeSpec:
+        """The part that runs (what a rendered config carries); same hash as the recipe."""
+        return RecipeSpec.model_validate(self.model_dump(exclude={"dossier"}))
 
 
 class NodeSpec(Strict):
@@ -285,6 +304,8 @@ class GatewaySpec(Strict):
 
 
 class RecipeSet(Versioned):
+    unhashed: ClassVar[set[str]] = {"description"}
+
     description: str = ""
     node: NodeSpec
     recipes: list[str] = Field(min_length=1, description="recipe-id@version, each one pool")

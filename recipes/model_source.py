@@ -13,7 +13,7 @@ from typing import Literal
 
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 
-PROJECT_ROOT = Path(__file__).resolve().parents[2]
+from recipes.paths import PROJECT_ROOT
 
 
 class ModelSourceError(RuntimeError):

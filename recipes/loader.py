@@ -8,12 +8,11 @@ from typing import TypeVar
 import yaml
 from pydantic import BaseModel, ValidationError
 
-from app.recipes.schema import Recipe, RecipeSet
-from deployments.common.model_source import PROJECT_ROOT
+from recipes.paths import CONFIG_ROOT, EXPERIMENTS_ROOT
+from recipes.schema import Recipe, RecipeSet
 
-CONFIG_ROOT = PROJECT_ROOT / "serve_configs"
-RECIPES_DIR = CONFIG_ROOT / "recipes"
-SETS_DIR = CONFIG_ROOT / "sets"
+# Looked up in order: what users run, then what exists for a measurement.
+CONFIG_ROOTS = (CONFIG_ROOT, EXPERIMENTS_ROOT)
 
 M = TypeVar("M", bound=BaseModel)
 
@@ -43,8 +42,23 @@ def parse_file(path: Path, model: type[M]) -> M:
         raise RecipeError(format_validation_error(e, str(path))) from None
 
 
+def _recipe_dirs(root: Path | None) -> list[Path]:
+    return [root] if root is not None else [r / "recipes" for r in CONFIG_ROOTS]
+
+
+def _set_dirs(root: Path | None) -> list[Path]:
+    return [root] if root is not None else [r / "sets" for r in CONFIG_ROOTS]
+
+
 def recipe_path(recipe_id: str, version: int, root: Path | None = None) -> Path:
-    return (root or RECIPES_DIR) / recipe_id / f"v{version}.yaml"
+    """Where recipe id@version lives (the first config root that has it)."""
+    candidates = [d / recipe_id / f"v{version}.yaml" for d in _recipe_dirs(root)]
+    return next((c for c in candidates if c.exists()), candidates[0])
+
+
+def set_path(set_id: str, root: Path | None = None) -> Path:
+    candidates = [d / f"{set_id}.yaml" for d in _set_dirs(root)]
+    return next((c for c in candidates if c.exists()), candidates[0])
 
 
 def split_ref(ref: str) -> tuple[str, int]:
@@ -67,29 +81,33 @@ def load_recipe(ref: str, root: Path | None = None) -> Recipe:
 
 
 def recipe_versions(recipe_id: str, root: Path | None = None) -> list[int]:
-    folder = (root or RECIPES_DIR) / recipe_id
-    return sorted(int(p.stem[1:]) for p in folder.glob("v*.yaml") if p.stem[1:].isdigit())
+    return sorted(
+        {
+            int(p.stem[1:])
+            for d in _recipe_dirs(root)
+            for p in (d / recipe_id).glob("v*.yaml")
+            if p.stem[1:].isdigit()
+        }
+    )
 
 
 def all_recipe_refs(root: Path | None = None) -> list[str]:
-    root = root or RECIPES_DIR
-    return [
-        f"{folder.name}@{v}"
-        for folder in sorted(p for p in root.iterdir() if p.is_dir())
-        for v in recipe_versions(folder.name, root)
-    ]
+    ids = sorted(
+        {p.name for d in _recipe_dirs(root) if d.is_dir() for p in d.iterdir() if p.is_dir()}
+    )
+    return [f"{rid}@{v}" for rid in ids for v in recipe_versions(rid, root)]
 
 
 def load_set(set_id: str, root: Path | None = None) -> RecipeSet:
-    root = root or SETS_DIR
-    recipe_set = parse_file(root / f"{set_id}.yaml", RecipeSet)
+    path = set_path(set_id, root)
+    recipe_set = parse_file(path, RecipeSet)
     if recipe_set.id != set_id:
-        raise RecipeError(f"{root / f'{set_id}.yaml'}: declares id '{recipe_set.id}'")
+        raise RecipeError(f"{path}: declares id '{recipe_set.id}'")
     return recipe_set
 
 
 def all_set_ids(root: Path | None = None) -> list[str]:
-    return sorted(p.stem for p in (root or SETS_DIR).glob("*.yaml"))
+    return sorted({p.stem for d in _set_dirs(root) for p in d.glob("*.yaml")})
 
 
 def load_set_recipes(recipe_set: RecipeSet, root: Path | None = None) -> list[Recipe]:

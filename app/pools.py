@@ -1,0 +1,253 @@
+"""The Gateway's side of the contract with the pools: one typed client per pool kind, and the
+table of engine kinds (which deployment runs a kind, which client calls it).
+
+A client is built once per pool: its handles (the streaming one included) are configured here,
+not per request. It owns admission (the pool's queue limit -> 429), the request timeout (504)
+and unwrapping errors that crossed the handle hop. Embedding and rerank clients coalesce
+concurrent small requests into one handle call (the recipe's `engine.coalesce`), so the per-call
+cost of the hop is paid once per batch instead of once per request.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import AsyncIterator, Callable
+from dataclasses import dataclass
+from typing import Any
+
+from ray.exceptions import RayTaskError
+from ray.serve.exceptions import BackPressureError, DeploymentUnavailableError
+from ray.serve.handle import DeploymentHandle
+
+from deployments.common.batching import make_batcher
+from deployments.common.errors import EngineUnavailable, Overloaded, RequestTimeout, ServingError
+from deployments.contract import (
+    CallContext,
+    EmbedCall,
+    Embeddings,
+    RerankCall,
+    Scores,
+    Transcript,
+    TranscriptionOptions,
+)
+from recipes.engines import BatchConfig, EngineKind
+from recipes.schema import RecipeSpec
+
+
+class PoolClient:
+    def __init__(self, spec: RecipeSpec, handle: DeploymentHandle):
+        self.spec = spec
+        self.timeout_s = spec.deployment.request_timeout_s
+
+    def translate(self, exc: BaseException) -> BaseException:
+        """The error the client should see for an exception raised by a handle call."""
+        if isinstance(exc, RayTaskError):
+            # Ray re-raises a replica's exception as a class deriving from both RayTaskError
+            # and the original; its `cause` is the original object, with every attribute intact.
+            cause = getattr(exc, "cause", None)
+            if isinstance(cause, ServingError):
+                return cause
+        if isinstance(exc, ServingError):
+            return exc
+        if isinstance(exc, BackPressureError):
+            return self.overloaded()
+        if isinstance(exc, DeploymentUnavailableError):
+            return EngineUnavailable(f"Pool '{self.spec.id}' is not available: {exc}")
+        return exc
+
+    def overloaded(self) -> Overloaded:
+        dep = self.spec.deployment
+        return Overloaded(
+            f"Pool '{self.spec.id}' ({self.spec.profile}) of model '{self.spec.model.name}' is "
+            f"at its queue limit ({dep.max_queued_requests} waiting); retry later",
+            retry_after_s=dep.retry_after_s,
+        )
+
+    async def unary(self, response: Any) -> Any:
+        """Await one unary handle call within the pool's request timeout."""
+        try:
+            return await asyncio.wait_for(_resolve(response), self.timeout_s)
+        except TimeoutError:
+            response.cancel()
+            raise RequestTimeout(
+                f"Pool '{self.spec.id}' did not answer within {self.timeout_s:g}s"
+            ) from None
+        except Exception as exc:
+            raise self.translate(exc) from None
+
+
+async def _resolve(response: Any) -> Any:
+    return await response
+
+
+class CoalescingClient(PoolClient):
+    """Sends concurrent calls to the pool as one handle call (outcomes come back per call).
+
+    With `batch_wait_timeout_s` 0 a lone request goes at once; under load, requests that
+    arrive while `max_concurrent_batches` calls are in flight wait and leave together. The
+    Gateway holds at most the pool's capacity (replicas x max_ongoing_requests) plus its
+    queue limit in requests; beyond that it answers 429, as the handle would.
+    """
+
+    def __init__(self, spec: RecipeSpec, handle: DeploymentHandle, method: DeploymentHandle):
+        super().__init__(spec, handle)
+        self._call = method
+        config: BatchConfig | None = spec.engine.coalesce  # type: ignore[union-attr]
+        self._max_items = config.max_batch_size if config else 0
+        self._coalesced = (
+            make_batcher(self._send, config, lambda calls: sum(map(self.size, calls)))
+            if config
+            else None
+        )
+        dep = spec.deployment
+        self._limit = (
+            None
+            if dep.max_queued_requests < 0
+            else dep.autoscaling.max_replicas * dep.max_ongoing_requests + dep.max_queued_requests
+        )
+        self._admitted = 0
+
+    @staticmethod
+    def size(call: Any) -> int:
+        raise NotImplementedError
+
+    async def _send(self, calls: list[Any]) -> list[Any]:
+        return await self.unary(self._call.remote(calls))
+
+    async def submit(self, call: Any) -> Any:
+        if self._limit is not None and self._admitted >= self._limit:
+            raise self.overloaded()
+        self._admitted += 1
+        try:
+            if self._coalesced is not None and self.size(call) <= self._max_items:
+                outcome = await self._coalesced(call)
+            else:  # larger than a coalesced batch: on its own
+                (outcome,) = await self._send([call])
+        finally:
+            self._admitted -= 1
+        if isinstance(outcome, BaseException):
+            raise outcome
+        return outcome
+
+
+class EmbeddingClient(CoalescingClient):
+    def __init__(self, spec: RecipeSpec, handle: DeploymentHandle):
+        super().__init__(spec, handle, handle.embed)
+
+    @staticmethod
+    def size(call: EmbedCall) -> int:
+        return len(call.inputs)
+
+    async def embed(self, call: EmbedCall) -> Embeddings:
+        return await self.submit(call)
+
+
+class RerankClient(CoalescingClient):
+    def __init__(self, spec: RecipeSpec, handle: DeploymentHandle):
+        super().__init__(spec, handle, handle.rerank)
+
+    @staticmethod
+    def size(call: RerankCall) -> int:
+        return len(call.documents)
+
+    async def rerank(self, call: RerankCall) -> Scores:
+        return await self.submit(call)
+
+
+class SpeechClient(PoolClient):
+    def __init__(self, spec: RecipeSpec, handle: DeploymentHandle):
+        super().__init__(spec, handle)
+        self._transcribe = handle.transcribe
+
+    async def transcribe(
+        self, audio: bytes, options: TranscriptionOptions, context: CallContext
+    ) -> Transcript:
+        return await self.unary(self._transcribe.remote(audio, options, context))
+
+
+class LLMClient(PoolClient):
+    """Generation streams through a streaming handle, unary requests included (their one item
+    is the JSON body): the first item is awaited here, so admission errors (429) and request
+    errors (400) surface before any response byte is sent."""
+
+    def __init__(self, spec: RecipeSpec, handle: DeploymentHandle):
+        super().__init__(spec, handle)
+        streaming = handle.options(stream=True)
+        self._methods = {"chat": streaming.chat, "completion": streaming.completion}
+
+    async def chat(self, body: dict[str, Any], context: CallContext) -> AsyncIterator[Any]:
+        return await self._stream(self._methods["chat"].remote(body, context))
+
+    async def completion(self, body: dict[str, Any], context: CallContext) -> AsyncIterator[Any]:
+        return await self._stream(self._methods["completion"].remote(body, context))
+
+    async def _stream(self, generator: Any) -> AsyncIterator[Any]:
+        try:
+            first = await asyncio.wait_for(generator.__anext__(), self.timeout_s)
+        except StopAsyncIteration:
+            return _empty()
+        except TimeoutError:
+            generator.cancel()
+            raise RequestTimeout(
+                f"Pool '{self.spec.id}' sent nothing within {self.timeout_s:g}s"
+            ) from None
+        except Exception as exc:
+            raise self.translate(exc) from None
+        return _rest(first, generator)
+
+
+async def _empty() -> AsyncIterator[Any]:
+    return
+    yield
+
+
+async def _rest(first: Any, generator: Any) -> AsyncIterator[Any]:
+    try:
+        yield first
+        async for item in generator:
+            yield item
+    finally:
+        # A client that went away cancels the deployment's generator, which aborts the engine.
+        generator.cancel()
+
+
+def _embeddings_deployment() -> Any:
+    from deployments.embeddings.deployment import EmbeddingDeployment
+
+    return EmbeddingDeployment
+
+
+def _rerank_deployment() -> Any:
+    from deployments.rerank.deployment import RerankDeployment
+
+    return RerankDeployment
+
+
+def _speech_deployment() -> Any:
+    from deployments.stt.deployment import TranscriptionDeployment
+
+    return TranscriptionDeployment
+
+
+def _llm_deployment() -> Any:
+    from deployments.llm.deployment import LLMDeployment
+
+    return LLMDeployment
+
+
+@dataclass(frozen=True)
+class PoolKind:
+    """How the platform runs and calls one engine kind (its tasks: the engine config's)."""
+
+    deployment: Callable[[], Any]
+    """The Serve deployment class; imported on use, so the controller never needs vllm or
+    faster-whisper to build the application graph."""
+    client: type[PoolClient]
+
+
+POOL_KINDS: dict[EngineKind, PoolKind] = {
+    EngineKind.VLLM: PoolKind(_llm_deployment, LLMClient),
+    EngineKind.SENTENCE_TRANSFORMERS: PoolKind(_embeddings_deployment, EmbeddingClient),
+    EngineKind.SENTENCE_TRANSFORMERS_RERANK: PoolKind(_rerank_deployment, RerankClient),
+    EngineKind.FASTER_WHISPER: PoolKind(_speech_deployment, SpeechClient),
+}

@@ -1,0 +1,1 @@
+"""Serving recipes: schema, loading, and what a rendered config hands the application."""
