@@ -48,6 +48,7 @@ class LLMDeployment:
     async def __init__(self, identity: PoolIdentity, model: ModelSource, engine: LLMEngineConfig):
         import ray
 
+        self.coalesce_ms = STREAM_COALESCE_MS
         self.identity = identity
         self.config = engine
         self.telemetry = PoolTelemetry(identity)

@@ -180,6 +180,7 @@ def rounds(
     input_len: int = typer.Option(512),
     output_len: int = typer.Option(128),
     vocabulary: str = typer.Option("dummy-llama", help="loadgen prompt words (CPU: english)"),
+    tag: str = typer.Option("", help="label (and folder) of this series; default: the client"),
     out: Path = typer.Option(...),
 ) -> None:
     """Interleaved rounds bare, app, bare, app, ... at each concurrency, one client."""
@@ -187,7 +188,7 @@ def rounds(
     if client not in ("loadgen", "vllm-bench"):
         raise typer.BadParameter("client: loadgen or vllm-bench")
     temp = None if temperature < 0 else temperature
-    tag = (
+    tag = tag or (
         client
         if temp == 0.0 or client != "loadgen"
         else f"{client}-t{'default' if temp is None else temp}"
@@ -233,6 +234,22 @@ def rounds(
 
 def _f(x: float | None) -> str:
     return "-" if x is None else f"{x:.1f}"
+
+
+@app.command()
+def coalesce(
+    ms: float = typer.Argument(None, help="window in ms (negative: off); omitted: just print"),
+    pool: str = typer.Option("llm-llama3-8b-proof-h100", help="the LLM pool's deployment"),
+    address: str = typer.Option("auto", help="the Ray cluster of the app"),
+) -> None:
+    """Read or set the LLM pool's stream coalescing window on the running app (A/B of one
+    change on the same replicas, without a restart)."""
+    import ray
+    from ray import serve
+
+    ray.init(address=address, namespace="serve", log_to_driver=False, logging_level="ERROR")
+    handle = serve.get_deployment_handle(pool, "platform")
+    typer.echo(f"{pool}: stream coalescing {handle.stream_coalescing.remote(ms).result()} ms")
 
 
 # --- KV cache check ----------------------------------------------------------------------------

