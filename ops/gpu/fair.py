@@ -293,18 +293,25 @@ def kv(bare_log: Path, app_log: Path, out: Path = typer.Option(...)) -> None:
 # --- VRAM by process ancestry ------------------------------------------------------------------
 
 
+def _proc(pid: int) -> tuple[str, int]:
+    """(command line, parent pid) from /proc (no psutil: the GPU machine's Python may lack it)."""
+    try:
+        cmd = Path(f"/proc/{pid}/cmdline").read_bytes().replace(b"\0", b" ").decode().strip()
+        stat = Path(f"/proc/{pid}/stat").read_text()
+        ppid = int(stat.rsplit(")", 1)[1].split()[1])
+    except (OSError, ValueError, IndexError):
+        return "", 0
+    return cmd, ppid
+
+
 def classify(pid: int) -> tuple[str, list[str]]:
     """What a GPU process belongs to, from its ancestors' command lines."""
-    import psutil
-
     chain = []
-    try:
-        proc: Any = psutil.Process(pid)
-        while proc is not None and len(chain) < 8:
-            chain.append(" ".join(proc.cmdline())[:160])
-            proc = proc.parent()
-    except psutil.Error:
-        pass
+    while pid > 1 and len(chain) < 8:
+        cmd, pid = _proc(pid)
+        if not cmd:
+            break
+        chain.append(cmd[:160])
     joined = " <- ".join(chain)
     if "api_server" in joined or "vllm.entrypoints" in joined:
         kind = "bare vllm serve"

@@ -233,7 +233,8 @@ fair-loadgen|fair-bench)
   ;;
 gpu-tests)
   say "tests/gpu against the running app"
-  GPU_APP_URL=$APP timeout 300 $PY -m pytest tests/gpu -q -p no:cacheprovider -rA > "$FAIR/pytest-gpu.txt" 2>&1
+  # pytest and httpx are not in the GPU image: the worktree copy carries them in tools/pylib
+  PYTHONPATH=$PYTHONPATH:$REPO/tools/pylib GPU_APP_URL=$APP timeout 300 $PY -m pytest tests/gpu -q -p no:cacheprovider -rA > "$FAIR/pytest-gpu.txt" 2>&1
   tail -15 "$FAIR/pytest-gpu.txt"
   ;;
 profile)
