@@ -33,7 +33,8 @@ OUT=${OUT:-/tmp/proof-out}; mkdir -p "$OUT"
 RES=/tmp/proof; mkdir -p "$RES"
 say() { echo "[$((SECONDS - T0))s] $*"; }
 
-export PYTHONPATH=/tmp/site:$REPO
+# tools/pyext: compiled extras the GPU image lacks (orjson), carried by the worktree copy
+export PYTHONPATH=/tmp/site:$REPO:$REPO/tools/pyext
 export PYTHONUNBUFFERED=1 VLLM_NO_USAGE_STATS=1 DO_NOT_TRACK=1 HF_HUB_OFFLINE=1 TRANSFORMERS_OFFLINE=1
 export VLLM_USE_FLASHINFER_SAMPLER=0 RAY_USAGE_STATS_ENABLED=0 RAY_AUTH_MODE=token
 PY=python3
