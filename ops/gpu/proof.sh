@@ -252,8 +252,10 @@ profile)
   LOAD=$!; sleep "${PROFILE_DELAY:-6}"
   for name in proxy gateway llm; do
     pid=${PIDS[$name]}; [ -n "$pid" ] || continue
-    "$PYSPY" dump --pid "$pid" > "$P/dump-$name.txt" 2>&1
-    "$PYSPY" record --pid "$pid" --duration "${PROFILE_S:-6}" --rate 200 --format raw --nonblocking \
+    "$PYSPY" dump --pid "$pid" --native > "$P/dump-$name.txt" 2>&1
+    # --gil: sample the thread holding the GIL (the Python work); --nonblocking classified the
+    # busy event-loop threads as idle and kept 8 samples of 1,200 on the first H100 run
+    "$PYSPY" record --pid "$pid" --duration "${PROFILE_S:-6}" --rate 100 --gil --format raw \
       -o "$P/record-$name.txt" > "$P/record-$name.log" 2>&1 &
   done
   wait
