@@ -26,7 +26,7 @@ export PYTHONUNBUFFERED := 1
 DEPS_STAMP := $(VENV)/.deps-installed
 MODELS_STAMP := .models/.prepared
 
-.PHONY: help install models serve stop status test test-unit test-e2e lint fmt bench \
+.PHONY: help install models serve stop status test test-unit lint fmt bench \
         recipes-validate recipes-render recipes-check lock clean
 
 help: ## List the targets
@@ -68,14 +68,16 @@ test: install ## Install what is needed and run the whole test suite
 	@command -v espeak-ng >/dev/null && command -v sox >/dev/null || \
 	  (apt-get update -qq && apt-get install -y -qq espeak-ng sox >/dev/null)
 	$(PY) -m ruff check .
+	$(VENV)/bin/lint-imports
 	$(PY) -m pytest $(PYTEST_ARGS)
 
 test-unit: install ## Run the fast tests that need no Serve app
 	$(PY) -m pytest tests/unit $(PYTEST_ARGS)
 
-lint: install ## ruff
+lint: install ## ruff, and the layers contract (ops > app > deployments > telemetry > recipes)
 	$(PY) -m ruff check .
 	$(PY) -m ruff format --check .
+	$(VENV)/bin/lint-imports
 
 fmt: install ## Format with ruff
 	$(PY) -m ruff check --fix .
@@ -90,7 +92,7 @@ recipes-render: install ## Render serve_configs/local.yaml and serve_configs/ren
 recipes-check: install ## Fail if a rendered config is out of sync with its recipes
 	$(PY) -m ops.recipes render --all --check
 
-bench: install ## Load scenarios and HTTP-vs-in-process benchmarks against the local app (ops/results/)
+bench: install ## Load scenarios and HTTP-vs-in-process benchmarks against the local app (results/)
 	$(PY) -m ops.bench.local
 
 lock: ## Re-freeze requirements/cpu-lock.txt from the current .venv

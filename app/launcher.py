@@ -21,10 +21,11 @@ import sys
 import threading
 import time
 from collections.abc import Iterator
-from dataclasses import dataclass
 from pathlib import Path
 
 import yaml
+
+from recipes.schema import GatewaySpec
 
 SCHEDULING_HINT = "to be scheduled"
 # In-flight requests get this long to finish on SIGINT/SIGTERM before Ray itself goes down
@@ -34,12 +35,6 @@ GRACEFUL_SHUTDOWN_S = 15.0
 
 class LaunchError(RuntimeError):
     """The application could not be brought up; the message says why."""
-
-
-@dataclass
-class LaunchTimeouts:
-    ready_s: float
-    schedule_s: float
 
 
 def load_serve_config(path: Path, port: int | None = None):
@@ -52,15 +47,12 @@ def load_serve_config(path: Path, port: int | None = None):
     return ServeDeploySchema.model_validate(data)
 
 
-def timeouts_of(config) -> LaunchTimeouts:
-    gateway = (config.applications[0].args or {}).get("gateway", {})
-    return LaunchTimeouts(
-        ready_s=float(gateway.get("ready_timeout_s", 900)),
-        schedule_s=float(gateway.get("schedule_timeout_s", 90)),
-    )
+def gateway_of(config) -> GatewaySpec:
+    """The recipe set's gateway section (timeouts, data path, metrics port), parsed once."""
+    return GatewaySpec.model_validate((config.applications[0].args or {}).get("gateway", {}))
 
 
-def apply_serve_runtime(config, private_ports: bool = False) -> dict[str, str]:
+def apply_serve_runtime(gateway: GatewaySpec, private_ports: bool = False) -> dict[str, str]:
     """Export the recipe set's Serve data-path switches before a local Ray starts (its
     controller, proxy and replicas inherit this process's environment).
 
@@ -68,10 +60,7 @@ def apply_serve_runtime(config, private_ports: bool = False) -> dict[str, str]:
     default; `private_ports` picks free ones so a test or benchmark app can run beside
     `make serve`.
     """
-    from recipes.schema import ServeRuntimeSpec
-
-    gateway = (config.applications[0].args or {}).get("gateway", {})
-    env = ServeRuntimeSpec.model_validate(gateway.get("serve_runtime", {})).env()
+    env = gateway.serve_runtime.env()
     if private_ports and env.get("RAY_SERVE_ENABLE_HA_PROXY") == "1":
         env["RAY_SERVE_HAPROXY_STATS_PORT"] = str(free_port())
         env["RAY_SERVE_HAPROXY_METRICS_PORT"] = str(free_port())
@@ -114,11 +103,6 @@ def init_local_ray(
     )
 
 
-def metrics_port_of(config) -> int | None:
-    gateway = (config.applications[0].args or {}).get("gateway", {})
-    return gateway.get("metrics_export_port")
-
-
 def deploy(config) -> None:
     """Start Serve with the config's HTTP options and submit its applications (as `serve run`)."""
     from ray.serve._private import api as serve_private_api  # the call `serve run` makes
@@ -139,7 +123,7 @@ def deploy(config) -> None:
 
 
 def wait_until_running(
-    app_names: list[str], timeouts: LaunchTimeouts, log=print, poll_s: float = 1.0
+    app_names: list[str], gateway: GatewaySpec, log=print, poll_s: float = 1.0
 ) -> float:
     """Block until every application is RUNNING; raise LaunchError on failure or timeout.
     Returns the seconds it took."""
@@ -166,7 +150,7 @@ def wait_until_running(
                     last_seen[dep_name] = line
                 if dep.status.value == "DEPLOY_FAILED":
                     raise LaunchError(f"deployment '{dep_name}' failed:\n{dep.message}")
-                if SCHEDULING_HINT in dep.message and elapsed > timeouts.schedule_s:
+                if SCHEDULING_HINT in dep.message and elapsed > gateway.schedule_timeout_s:
                     raise LaunchError(
                         f"deployment '{dep_name}' cannot be scheduled after {elapsed:.0f}s: "
                         f"{dep.message}\nLower its num_cpus/num_gpus in the recipe or add "
@@ -176,9 +160,10 @@ def wait_until_running(
                 running += 1
         if running == len(app_names):
             return elapsed
-        if elapsed > timeouts.ready_s:
+        if elapsed > gateway.ready_timeout_s:
             raise LaunchError(
-                f"not running after {timeouts.ready_s:.0f}s:\n" + _describe(status, app_names)
+                f"not running after {gateway.ready_timeout_s:.0f}s:\n"
+                + _describe(status, app_names)
             )
         time.sleep(poll_s)
 
@@ -203,12 +188,13 @@ def running_app(config_path: Path, port: int | None = None, log=print) -> Iterat
     import ray
 
     config = load_serve_config(config_path, port)
-    apply_serve_runtime(config, private_ports=True)
+    gateway = gateway_of(config)
+    apply_serve_runtime(gateway, private_ports=True)
     started = time.time()
     init_local_ray(include_dashboard=False, log_to_driver=False)
     try:
         deploy(config)
-        wait_until_running([a.name for a in config.applications], timeouts_of(config), log=log)
+        wait_until_running([a.name for a in config.applications], gateway, log=log)
         yield f"http://{config.http_options.host}:{config.http_options.port}"
     finally:
         ray.shutdown()  # the private cluster goes with everything on it, in about a second
@@ -223,7 +209,7 @@ def main(argv: list[str] | None = None) -> int:
     opts = parser.parse_args(argv)
 
     config = load_serve_config(opts.config, opts.port)
-    timeouts = timeouts_of(config)
+    gateway = gateway_of(config)
     app_names = [a.name for a in config.applications]
     owns_ray = opts.address is None
 
@@ -241,19 +227,19 @@ def main(argv: list[str] | None = None) -> int:
 
     started = time.time()
     if owns_ray:
-        apply_serve_runtime(config)
-        init_local_ray(metrics_port=metrics_port_of(config))
+        apply_serve_runtime(gateway)
+        init_local_ray(metrics_port=gateway.metrics_export_port)
     else:
         print(
             "joining an existing cluster: its nodes must have been started with "
-            f"{apply_serve_runtime(config)} for this config's Serve data path",
+            f"{apply_serve_runtime(gateway)} for this config's Serve data path",
             flush=True,
         )
         ray.init(address=opts.address, namespace="serve")
     code = 0
     try:
         deploy(config)
-        took = wait_until_running(app_names, timeouts)
+        took = wait_until_running(app_names, gateway)
         http = config.http_options
         print(
             f"ready in {took:.1f}s: http://{http.host}:{http.port}  "
@@ -262,7 +248,7 @@ def main(argv: list[str] | None = None) -> int:
         )
         if owns_ray:
             print(
-                f"metrics: http://127.0.0.1:{metrics_port_of(config)}/metrics (Prometheus), "
+                f"metrics: http://127.0.0.1:{gateway.metrics_export_port}/metrics (Prometheus), "
                 "dashboard: http://127.0.0.1:8265",
                 flush=True,
             )

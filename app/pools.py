@@ -19,7 +19,7 @@ from ray.exceptions import RayTaskError
 from ray.serve.exceptions import BackPressureError, DeploymentUnavailableError
 from ray.serve.handle import DeploymentHandle
 
-from deployments.common.batching import make_batcher
+from deployments.common.batching import SlotBatcher
 from deployments.common.errors import EngineUnavailable, Overloaded, RequestTimeout, ServingError
 from deployments.contract import (
     CallContext,
@@ -84,7 +84,8 @@ class CoalescingClient(PoolClient):
     """Sends concurrent calls to the pool as one handle call (outcomes come back per call).
 
     With `batch_wait_timeout_s` 0 a lone request goes at once; under load, requests that
-    arrive while `max_concurrent_batches` calls are in flight wait and leave together. The
+    arrive while `max_concurrent_batches` calls are in flight wait and leave together (a
+    request larger than `max_batch_size` items goes in a call of its own). The
     Gateway holds at most the pool's capacity (replicas x max_ongoing_requests) plus its
     queue limit in requests; beyond that it answers 429, as the handle would.
     """
@@ -93,12 +94,7 @@ class CoalescingClient(PoolClient):
         super().__init__(spec, handle)
         self._call = method
         config: BatchConfig | None = spec.engine.coalesce  # type: ignore[union-attr]
-        self._max_items = config.max_batch_size if config else 0
-        self._coalesced = (
-            make_batcher(self._send, config, lambda calls: sum(map(self.size, calls)))
-            if config
-            else None
-        )
+        self._coalescer = SlotBatcher(self._send, config, self.size) if config else None
         dep = spec.deployment
         self._limit = (
             None
@@ -119,9 +115,9 @@ class CoalescingClient(PoolClient):
             raise self.overloaded()
         self._admitted += 1
         try:
-            if self._coalesced is not None and self.size(call) <= self._max_items:
-                outcome = await self._coalesced(call)
-            else:  # larger than a coalesced batch: on its own
+            if self._coalescer is not None:
+                outcome = await self._coalescer.submit(call)
+            else:
                 (outcome,) = await self._send([call])
         finally:
             self._admitted -= 1

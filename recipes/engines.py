@@ -38,13 +38,17 @@ class Strict(BaseModel):
 
 
 class BatchConfig(Strict):
-    """Requests that arrive within `batch_wait_timeout_s` of each other run as one batch."""
+    """Dynamic batching (deployments.common.batching.SlotBatcher): a batch forms when one of
+    `max_concurrent_batches` slots is free, from everything queued up to `max_batch_size`."""
 
     max_batch_size: int = Field(
         64, ge=1, description="Most items (texts, pairs, clips) one batch may hold"
     )
     batch_wait_timeout_s: float = Field(
-        0.005, ge=0, le=1, description="Longest a request waits for others to join its batch"
+        0.005,
+        ge=0,
+        le=1,
+        description="How long a free slot waits for company while its batch is not full",
     )
     max_concurrent_batches: int = Field(
         1,
@@ -134,7 +138,21 @@ class LLMEngineConfig(Strict):
         return kwargs
 
 
-class EmbeddingEngineConfig(Strict):
+class BatchedEngine(Strict):
+    """Batching of an engine whose items (texts, pairs) batch across requests."""
+
+    batch: BatchConfig = Field(default_factory=BatchConfig)
+    coalesce: BatchConfig | None = Field(
+        default_factory=lambda: BatchConfig(
+            max_batch_size=64, batch_wait_timeout_s=0.0, max_concurrent_batches=4
+        ),
+        description="The Gateway sends concurrent requests to this pool as one call of up to "
+        "max_batch_size items, with at most max_concurrent_batches calls in flight; null sends "
+        "each request on its own",
+    )
+
+
+class EmbeddingEngineConfig(BatchedEngine):
     tasks: ClassVar[tuple[Task, ...]] = (Task.EMBED,)
 
     kind: Literal[EngineKind.SENTENCE_TRANSFORMERS] = EngineKind.SENTENCE_TRANSFORMERS
@@ -155,18 +173,9 @@ class EmbeddingEngineConfig(Strict):
     num_threads: int | None = Field(
         None, ge=1, description="torch intra-op threads on CPU; None keeps Ray's setting"
     )
-    batch: BatchConfig = Field(default_factory=BatchConfig)
-    coalesce: BatchConfig | None = Field(
-        default_factory=lambda: BatchConfig(
-            max_batch_size=64, batch_wait_timeout_s=0.0, max_concurrent_batches=4
-        ),
-        description="The Gateway sends concurrent requests to this pool as one call of up to "
-        "max_batch_size items, with at most max_concurrent_batches calls in flight; null sends "
-        "each request on its own",
-    )
 
 
-class RerankEngineConfig(Strict):
+class RerankEngineConfig(BatchedEngine):
     tasks: ClassVar[tuple[Task, ...]] = (Task.RERANK,)
 
     kind: Literal[EngineKind.SENTENCE_TRANSFORMERS_RERANK] = EngineKind.SENTENCE_TRANSFORMERS_RERANK
@@ -188,15 +197,6 @@ class RerankEngineConfig(Strict):
     max_documents: int = Field(1000, ge=1, description="Most documents one request may carry")
     predict_batch_size: int = Field(64, ge=1, description="Pairs (or texts) per forward pass")
     num_threads: int | None = Field(None, ge=1, description="torch intra-op threads on CPU")
-    batch: BatchConfig = Field(default_factory=BatchConfig)
-    coalesce: BatchConfig | None = Field(
-        default_factory=lambda: BatchConfig(
-            max_batch_size=64, batch_wait_timeout_s=0.0, max_concurrent_batches=4
-        ),
-        description="The Gateway sends concurrent requests to this pool as one call of up to "
-        "max_batch_size items, with at most max_concurrent_batches calls in flight; null sends "
-        "each request on its own",
-    )
 
 
 class SttEngineConfig(Strict):

@@ -6,7 +6,7 @@ from typing import Literal
 
 from pydantic import BaseModel, ConfigDict, Field
 
-Task = Literal["chat", "completion", "embed", "rerank", "transcribe"]
+from recipes.engines import Task
 
 
 class RequestModel(BaseModel):

@@ -8,7 +8,7 @@ import asyncio
 import numpy as np
 from ray import serve
 
-from deployments.common.batching import chunked, count_items, make_batcher, run_flat_batch
+from deployments.common.batching import SlotBatcher, chunked, group_size, run_flat_batch
 from deployments.common.errors import InvalidRequest, ServingError
 from deployments.contract import EmbedCall, Embeddings
 from deployments.embeddings.engine import EmbeddingEngine, reduce_dimensions
@@ -30,7 +30,7 @@ class EmbeddingDeployment:
         self.config = engine
         self.telemetry = PoolTelemetry(identity)
         self.engine = EmbeddingEngine(model.resolve(), engine)
-        self._encode_batched = make_batcher(self._encode_many, engine.batch, count_items)
+        self._encoder = SlotBatcher(self._encode_many, engine.batch, group_size)
         self.telemetry.ready()
 
     async def _encode_many(self, groups: list[Group]) -> list[np.ndarray]:
@@ -68,7 +68,7 @@ class EmbeddingDeployment:
             ids = await self._truncated(call, ids)
         pieces = chunked(ids, self.config.batch.max_batch_size)
         arrival = call.context.arrival
-        parts = await asyncio.gather(*(self._encode_batched((p, arrival)) for p in pieces))
+        parts = await asyncio.gather(*(self._encoder.submit((p, arrival)) for p in pieces))
         self.telemetry.items("texts", len(ids))
         self.telemetry.items("input_tokens", sum(tokens))
         vectors = reduce_dimensions(np.concatenate(parts), call.dimensions, self.config.normalize)

@@ -8,7 +8,7 @@ import asyncio
 import numpy as np
 from ray import serve
 
-from deployments.common.batching import chunked, count_items, make_batcher, run_flat_batch
+from deployments.common.batching import SlotBatcher, chunked, group_size, run_flat_batch
 from deployments.common.errors import ServingError
 from deployments.contract import RerankCall, Scores
 from deployments.rerank.engine import RerankEngine
@@ -31,7 +31,7 @@ class RerankDeployment:
         self.config = engine
         self.telemetry = PoolTelemetry(identity)
         self.engine = RerankEngine(model.resolve(), engine)
-        self._score_batched = make_batcher(self._score_many, engine.batch, count_items)
+        self._scorer = SlotBatcher(self._score_many, engine.batch, group_size)
         self.telemetry.ready()
 
     async def _score_many(self, groups: list[Group]) -> list[np.ndarray]:
@@ -56,7 +56,7 @@ class RerankDeployment:
         pairs = [(call.query, doc) for doc in call.documents]
         pieces = chunked(pairs, self.config.batch.max_batch_size)
         arrival = call.context.arrival
-        parts = await asyncio.gather(*(self._score_batched((p, arrival)) for p in pieces))
+        parts = await asyncio.gather(*(self._scorer.submit((p, arrival)) for p in pieces))
         self.telemetry.items("pairs", len(pairs))
         self.telemetry.items("input_tokens", tokens)
         return Scores(scores=np.concatenate(parts), tokens=tokens)

@@ -13,9 +13,9 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
-from recipes.paths import PROJECT_ROOT
+from recipes.paths import PROJECT_ROOT, RESULTS_ROOT
 
-RESULTS_DIR = PROJECT_ROOT / "ops" / "results"
+RESULTS_DIR = RESULTS_ROOT
 LOCAL_CONFIG = PROJECT_ROOT / "serve_configs" / "local.yaml"
 
 _WORDS = (

@@ -5,7 +5,7 @@
 Without --url it starts the embedded default app itself (serve_configs/local.yaml). The
 in-process baseline is SentenceTransformer.encode(batch_size=64) on the same texts with the
 every core of this machine, run while the app is idle. Writes
-ops/results/embeddings/<time>.json and latest.md.
+results/embeddings/<time>.json and latest.md.
 """
 
 from __future__ import annotations

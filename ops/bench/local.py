@@ -1,8 +1,8 @@
 """`make bench`: every benchmark against the embedded default app, started once.
 
 Runs the load generator's fast-chat-cpu and embed scenarios (table, JSON, records, CDF plots
-under ops/results/loadgen/), then the embeddings and speech HTTP-vs-in-process benchmarks
-(ops/results/embeddings/, ops/results/stt/).
+under results/loadgen/), then the embeddings and speech HTTP-vs-in-process benchmarks
+(results/embeddings/, results/stt/).
 """
 
 from __future__ import annotations

@@ -5,7 +5,7 @@
 Clips are espeak-ng speech (sentences of 3-12 s). The in-process baseline runs the recipe's
 engine (same model, compute type, workers and threads) with the same number of concurrent
 callers, while the app is idle. Reports audio seconds transcribed per second (higher is
-better) and writes ops/results/stt/<time>.json and latest.md.
+better) and writes results/stt/<time>.json and latest.md.
 """
 
 from __future__ import annotations

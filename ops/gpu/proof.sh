@@ -120,7 +120,7 @@ embed)
   say "embeddings: HTTP vs in-process on the GPU"
   timeout 240 $PY -m ops.bench.embeddings --url $APP --recipe embed-minilm-h100@2 \
     --per-request 1 16 --concurrency 1 32 2>&1 | tail -8
-  mkdir -p "$RES/embeddings"; cp "$(ls -t ops/results/embeddings/*.json | head -1)" "$RES/embeddings/"
+  mkdir -p "$RES/embeddings"; cp "$(ls -t results/embeddings/*.json | head -1)" "$RES/embeddings/"
   say "speech through the app"
   $PY - <<'EOF' 2>&1 | tail -5
 import json, httpx, ray

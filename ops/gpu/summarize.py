@@ -1,7 +1,7 @@
-"""Turn an unpacked GPU proof folder (ops/gpu/proof.sh) into ops/results/gpu-<date>/: the raw
+"""Turn an unpacked GPU proof folder (ops/gpu/proof.sh) into results/gpu-<date>/: the raw
 JSON copied over, and RESULTS.md with the tables issue 8 asks for.
 
-    python -m ops.gpu.summarize /tmp/proof ops/results/gpu-2026-11-24
+    python -m ops.gpu.summarize /tmp/proof results/gpu-2026-11-24
 """
 
 from __future__ import annotations

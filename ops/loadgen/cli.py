@@ -1,5 +1,5 @@
 """`python -m ops.loadgen`: run a scenario, sweep for the capacity envelope, or compare two
-endpoints interleaved. Results land in ops/results/loadgen/<scenario>-<time>/."""
+endpoints interleaved. Results land in results/loadgen/<scenario>-<time>/."""
 
 from __future__ import annotations
 

@@ -30,6 +30,8 @@ class RequestRecord:
     """Arrival time of every chunk that carried a token (stream) or of the body (unary)."""
     input_tokens: int = 0
     output_tokens: int = 0
+    usage_reported: bool = False
+    """The server's usage gave output_tokens (else the runner assumed the requested count)."""
     error: str | None = None
 
     @property

@@ -132,6 +132,7 @@ def on_sse_line(raw: bytes | str, record: RequestRecord) -> None:
 def _usage(event: dict[str, Any], record: RequestRecord) -> None:
     usage = event.get("usage")
     if usage:
+        record.usage_reported = bool(usage.get("completion_tokens")) or record.usage_reported
         record.output_tokens = usage.get("completion_tokens") or record.output_tokens
         record.input_tokens = usage.get("prompt_tokens") or record.input_tokens
 

@@ -7,13 +7,11 @@ from pathlib import Path
 from typing import Literal
 
 import yaml
-from pydantic import BaseModel, ConfigDict, Field, model_validator
+from pydantic import Field, model_validator
+
+from recipes.engines import Strict
 
 SCENARIOS_DIR = Path(__file__).with_name("scenarios")
-
-
-class Strict(BaseModel):
-    model_config = ConfigDict(extra="forbid")
 
 
 class Lengths(Strict):

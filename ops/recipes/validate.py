@@ -93,7 +93,30 @@ def check_recipe(recipe: Recipe) -> list[Problem]:
     if getattr(engine, "device", "cpu") == "cuda" and recipe.hardware.accelerator == "cpu":
         add("hardware", "engine.device is cuda but hardware.accelerator is cpu")
     problems += _check_rollback(recipe, where)
+    problems += _check_evidence(recipe, where)
     return problems
+
+
+def _check_evidence(recipe: Recipe, where: str) -> list[Problem]:
+    """A number in the expectations has a results file behind it, or says it is unmeasured."""
+    exp = recipe.dossier.expectations
+    numbers = [
+        name
+        for name in ("vram_gib", "throughput", "latency", "cold_start_s")
+        if getattr(exp, name) is not None
+    ]
+    if not numbers or recipe.dossier.results:
+        return []
+    if (exp.measured or "").lower().startswith("unmeasured"):
+        return []
+    return [
+        Problem(
+            where,
+            "evidence",
+            f"expectations {', '.join(numbers)} have no results file: list the run's files in "
+            "dossier.results, or start expectations.measured with 'unmeasured'",
+        )
+    ]
 
 
 def _check_rollback(recipe: Recipe, where: str) -> list[Problem]:

@@ -102,6 +102,24 @@ async def test_concurrent_requests_are_batched_and_each_get_their_own_vectors(
     np.testing.assert_allclose(got, reference.encode(texts, normalize_embeddings=True), atol=1e-5)
 
 
+async def test_a_bad_request_coalesced_with_good_ones_fails_alone(async_http, reference):
+    """Concurrent requests share one handle call (the Gateway coalesces them); one that the pool
+    refuses gets its own 400 and the others their own vectors."""
+    texts = [f"coalesced sentence {i}" for i in range(24)]
+    bodies = [{"model": MODEL, "input": t} for t in texts]
+    bodies[5] = {"model": MODEL, "input": "word " * 600}  # over the 256-token limit
+    bodies[17] = {"model": MODEL, "input": [[1, 2, 999_999]]}  # outside the vocabulary
+    async with async_http() as client:
+        responses = await asyncio.gather(*(client.post("/v1/embeddings", json=b) for b in bodies))
+    assert_openai_error(responses[5], 400, "input[0]")
+    assert_openai_error(responses[17], 400, "input[0]")
+    good = [i for i in range(24) if i not in (5, 17)]
+    assert all(responses[i].status_code == 200 for i in good)
+    got = np.array([responses[i].json()["data"][0]["embedding"] for i in good], dtype=np.float32)
+    want = reference.encode([texts[i] for i in good], normalize_embeddings=True)
+    np.testing.assert_allclose(got, want, atol=1e-5)
+
+
 def test_request_larger_than_one_batch(http):
     texts = [f"text {i}" for i in range(150)]  # more than max_batch_size=64
     body = embed(http, input=texts).json()

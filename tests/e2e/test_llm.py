@@ -230,10 +230,13 @@ async def test_client_disconnect_aborts_the_engine_request(serve_app):
 def test_request_records_come_from_vllm_metrics(openai_client, serve_app):
     from ray import serve
 
-    openai_client.completions.create(model=MODEL, prompt="Hi", max_tokens=8, temperature=0)
+    answer = openai_client.completions.create(
+        model=MODEL, prompt="Hi there", max_tokens=8, temperature=0, extra_body={"ignore_eos": True}
+    )
     handle = serve.get_deployment_handle(POOL, "platform")
     record = handle.recent_requests.remote(1).result()[-1]
-    assert record.prompt_tokens >= 1 and record.generated_tokens >= 1
+    assert record.prompt_tokens == answer.usage.prompt_tokens > 0
+    assert record.generated_tokens == answer.usage.completion_tokens == 8
     assert record.ttft_s is not None and record.ttft_s > 0
     assert record.queue_s is not None and record.queue_s >= 0
 

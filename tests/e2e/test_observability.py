@@ -64,18 +64,18 @@ def settled(
 
 
 def test_metrics_count_the_traffic_sent(http):
-    pool = {"pool": "fast_chat", "recipe": LLM.ref}
+    pool = {"pool": LLM.id, "profile": "fast_chat", "recipe": LLM.ref}
     embed_labels = {"endpoint": "/v1/embeddings", "status": "200", "recipe": EMBED.ref}
     missing = {"status": "404", "error_type": "model_not_found"}
     before = settled(
         http,
         ("ray_platform_llm_ttft_seconds_count", pool),
-        ("ray_platform_stream_ttft_seconds_count", {"pool": "fast_chat"}),
+        ("ray_platform_stream_ttft_seconds_count", {"pool": LLM.id}),
         ("ray_platform_requests_total", embed_labels),
         ("ray_platform_requests_total", missing),
     )
     ttft0 = total(before, "ray_platform_llm_ttft_seconds_count", **pool)
-    stream0 = total(before, "ray_platform_stream_ttft_seconds_count", pool="fast_chat")
+    stream0 = total(before, "ray_platform_stream_ttft_seconds_count", pool=LLM.id)
     embeds0 = total(before, "ray_platform_requests_total", **embed_labels)
     missing0 = total(
         before, "ray_platform_requests_total", status="404", error_type="model_not_found"
@@ -102,15 +102,12 @@ def test_metrics_count_the_traffic_sent(http):
         return (
             total(s, "ray_platform_llm_ttft_seconds_count", **pool) >= ttft0 + chats
             and total(s, "ray_platform_requests_total", **embed_labels) >= embeds0 + 5
-            and total(s, "ray_platform_stream_ttft_seconds_count", pool="fast_chat")
-            >= stream0 + chats
+            and total(s, "ray_platform_stream_ttft_seconds_count", pool=LLM.id) >= stream0 + chats
         )
 
     after = wait_for(http, arrived)
     assert total(after, "ray_platform_llm_ttft_seconds_count", **pool) == ttft0 + chats
-    assert (
-        total(after, "ray_platform_stream_ttft_seconds_count", pool="fast_chat") == stream0 + chats
-    )
+    assert total(after, "ray_platform_stream_ttft_seconds_count", pool=LLM.id) == stream0 + chats
     assert total(after, "ray_platform_requests_total", **embed_labels) == embeds0 + 5
     assert (
         total(after, "ray_platform_requests_total", status="404", error_type="model_not_found")
@@ -141,8 +138,11 @@ def test_metrics_count_the_traffic_sent(http):
 
 def test_every_pool_reports_its_cold_start(http):
     samples = scrape(http)
-    for ref in (LLM.ref, EMBED.ref):
-        assert total(samples, "ray_platform_replica_starts_total", recipe=ref) >= 1
+    for recipe in (LLM, EMBED):
+        # one replica each, started once (a restart would count twice)
+        starts = total(samples, "ray_platform_replica_starts_total", recipe=recipe.ref)
+        assert starts == recipe.deployment.autoscaling.min_replicas == 1
+        ref = recipe.ref
         init_sum = total(samples, "ray_platform_replica_init_seconds_sum", recipe=ref)
         assert 0 < init_sum < 900
 
@@ -194,7 +194,7 @@ def test_feedback_counts_accepted_outcomes_and_cost_accrues(http):
         "accepted": True,
         "matched": True,
         "model": EMBED.model.name,
-        "pool": "embed",
+        "pool": EMBED.id,
     }
     after = wait_for(
         http,
@@ -269,4 +269,4 @@ def test_cost_report_reads_the_live_app(http, serve_app, capsys):
     assert cost_report(["--metrics-url", f"{serve_app}/metrics"]) == 0
     out = capsys.readouterr().out
     assert out.startswith("| model | pool | requests | accepted |")
-    assert "| all-minilm-l6-v2 | embed |" in out
+    assert f"| all-minilm-l6-v2 | {EMBED.id} |" in out

@@ -272,16 +272,19 @@ def test_vram_math_llama3_8b(fast):
     assert est.kv_bytes_per_token == 2 * 32 * 8 * 128 * 2 == 128 * 1024
     assert est.weights_gib * GIB / 1e9 == pytest.approx(16.06, abs=0.01)  # 8.03B x 2 bytes
     assert est.kv_worst_case_gib == pytest.approx(96 * 4096 * 128 / 1024 / 1024)
-    assert est.per_gpu_gib == pytest.approx(est.weights_gib + est.kv_worst_case_gib + 3.0)
+    # 14.96 GiB of weights + 48 GiB of worst-case KV (96 x 4096 x 128 KiB) + 3 GiB overhead
+    assert est.per_gpu_gib == pytest.approx(14.957 + 48.0 + 3.0, abs=0.01)
     assert est.working_set_gib(64, 640) == pytest.approx(5.0)
 
 
 def test_vram_splits_over_tensor_parallel_ranks():
     est = estimate(load_recipe("llm-llama3-70b-tp4-h100@1"))
     assert est.kv_bytes_per_token == 2 * 80 * 8 * 128 * 2
-    assert est.per_gpu_gib == pytest.approx(
-        (est.weights_gib + est.kv_worst_case_gib) / 4 + est.overhead_gib
-    )
+    # 70.6B x 2 bytes = 131.5 GiB of weights and 64 x 4096 x 320 KiB = 80 GiB of KV over
+    # 4 ranks, + 3 GiB of overhead on each
+    assert est.weights_gib == pytest.approx(131.50, abs=0.01)
+    assert est.kv_worst_case_gib == pytest.approx(80.0)
+    assert est.per_gpu_gib == pytest.approx(131.50 / 4 + 80.0 / 4 + 3.0, abs=0.01)
 
 
 def test_vram_cli_prints_the_breakdown():
@@ -369,3 +372,15 @@ def test_set_schema_is_strict():
         RecipeSet.model_validate(
             {"id": "x", "version": 1, "node": {"cpus": 2}, "recipes": [], "y": 1}
         )
+
+
+def test_rule_expectations_need_evidence(fast):
+    unbacked = edited(fast, dossier__expectations__measured="yesterday, on a GPU")
+    problem = next(p for p in check_recipe(unbacked) if p.rule == "evidence")
+    assert "throughput, latency" in problem.message
+    said = edited(fast, dossier__expectations__measured="unmeasured: an estimate")
+    assert "evidence" not in rules(check_recipe(said))
+    backed = edited(unbacked, dossier__results=["results/INDEX.md"])
+    assert "evidence" not in rules(check_recipe(backed))
+    with pytest.raises(ValidationError, match="results files not found"):
+        edited(fast, dossier__results=["results/nowhere.json"])
