@@ -8,7 +8,9 @@ so the ingress still answers them with a 4xx status.
 
 from __future__ import annotations
 
+import asyncio
 import collections
+import contextlib
 import logging
 import os
 from collections.abc import AsyncIterator
@@ -31,6 +33,13 @@ logger = logging.getLogger("ray.serve")
 # Finished-request records kept per replica for inspection (the metrics module exports them).
 RECENT_RECORDS = 1024
 
+# Streamed SSE lines that are ready together cross the DeploymentHandle hop as one item: each
+# item is one Ray object reported to the ingress, the hop's per-chunk cost. After the first line
+# (always sent at once, for TTFT), lines that vLLM has ready within this many ms of each other
+# are joined (0: only those ready at once, e.g. a request's last token, usage and [DONE], which
+# vLLM emits back to back; negative: every line on its own, as before).
+STREAM_COALESCE_MS = float(os.environ.get("PLATFORM_LLM_STREAM_COALESCE_MS", "0"))
+
 
 @serve.deployment(name="llm")
 class LLMDeployment:
@@ -39,6 +48,7 @@ class LLMDeployment:
     async def __init__(self, identity: PoolIdentity, model: ModelSource, engine: LLMEngineConfig):
         import ray
 
+        self.coalesce_ms = STREAM_COALESCE_MS
         self.identity = identity
         self.config = engine
         self.telemetry = PoolTelemetry(identity)
@@ -94,7 +104,7 @@ class LLMDeployment:
         ):
             result = await run(body, call)
             first = True
-            async for item in _items(result):
+            async for item in _items(result, self.coalesce_ms):
                 if first:
                     s.add_event("first_token")
                     first = False
@@ -102,6 +112,13 @@ class LLMDeployment:
 
     def recent_requests(self, limit: int = 100) -> list[RequestRecord]:
         return list(self.recent)[-limit:]
+
+    async def stream_coalescing(self, ms: float | None = None) -> float:
+        """The coalescing window of streamed lines (ms; negative: off); sets it when given (for
+        A/B measurements on a running replica, ops/gpu/fair.py `coalesce`)."""
+        if ms is not None:
+            self.coalesce_ms = float(ms)
+        return self.coalesce_ms
 
     async def engine_load(self) -> dict[str, int]:
         """Requests the engine holds now (running + waiting), for tests and operators."""
@@ -116,17 +133,67 @@ class LLMDeployment:
             engine.shutdown()
 
 
-async def _items(result: AsyncIterator[str] | dict[str, Any]) -> AsyncIterator[Any]:
+async def _items(
+    result: AsyncIterator[str] | dict[str, Any], coalesce_ms: float = -1.0
+) -> AsyncIterator[Any]:
     if isinstance(result, dict):
         yield result
         return
     try:
-        async for line in result:
-            yield line
+        if coalesce_ms < 0:
+            async for line in result:
+                yield line
+        else:
+            async for joined in coalesce(result, coalesce_ms / 1000):
+                yield joined
     finally:
         # A cancelled call (the client went away) closes vLLM's stream now, which aborts the
         # engine request instead of leaving it to decode for nobody.
         await result.aclose()  # type: ignore[union-attr]
+
+
+async def coalesce(lines: AsyncIterator[str], window_s: float) -> AsyncIterator[str]:
+    """Yield the first line alone, then each run of lines that arrive within `window_s` of the
+    run's first line, joined (SSE events concatenate into one valid SSE byte stream).
+
+    One read of the source is always in flight as a task, so lines that are already produced
+    (vLLM yields a request's last chunk, its usage and [DONE] without waiting in between) are
+    collected after one event-loop turn instead of costing a handle item each."""
+    source = aiter(lines)
+    loop = asyncio.get_running_loop()
+    pending: asyncio.Future | None = None
+    try:
+        try:
+            yield await anext(source)
+        except StopAsyncIteration:
+            return
+        pending = asyncio.ensure_future(anext(source))
+        while True:
+            try:
+                batch = [await pending]  # the first line of the next run
+            except StopAsyncIteration:
+                return
+            deadline = loop.time() + window_s
+            finished = False
+            while True:
+                pending = asyncio.ensure_future(anext(source))
+                # one event-loop turn at least (window 0), at most until the window ends
+                await asyncio.wait((pending,), timeout=max(0.0, deadline - loop.time()))
+                if not pending.done():
+                    break  # still in flight: it starts the next run
+                try:
+                    batch.append(pending.result())
+                except StopAsyncIteration:
+                    finished = True
+                    break
+            yield "".join(batch) if len(batch) > 1 else batch[0]
+            if finished:
+                return
+    finally:
+        if pending is not None and not pending.done():
+            pending.cancel()
+            with contextlib.suppress(BaseException):
+                await pending
 
 
 def _vllm_version() -> str:

