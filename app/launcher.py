@@ -252,6 +252,8 @@ def main(argv: list[str] | None = None) -> int:
                 "dashboard: http://127.0.0.1:8265",
                 flush=True,
             )
+        # What `python -m ops.rollout --address` (or RAY_ADDRESS) connects to.
+        print(f"ray address: {ray.get_runtime_context().gcs_address}", flush=True)
         if owns_ray:
             while not stop.wait(1.0):
                 pass
