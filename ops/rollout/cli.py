@@ -166,9 +166,10 @@ def promote(pool: str, traffic: str | None = TRAFFIC, address: str | None = ADDR
 
 @app.command()
 def abort(pool: str, traffic: str | None = TRAFFIC, address: str | None = ADDRESS) -> None:
-    """Remove the candidate; the current pool serves everything again."""
+    """Remove the candidate; the current pool serves everything again (also after a promote,
+    until the recipe set names the candidate: the old pool kept running)."""
     rollouts = _connect(address)
     try:
-        rollouts.abort(rollouts.record(pool), traffic)
+        rollouts.abort(rollouts.record(pool, promoted_too=True), traffic)
     except (ValueError, TransitionError) as e:
         _fail(str(e))

@@ -5,8 +5,10 @@ during the step, compare quality, apply the gate, write the record."""
 from __future__ import annotations
 
 import asyncio
+import json
 import threading
 import time
+from enum import Enum
 from pathlib import Path
 from typing import Any
 
@@ -35,7 +37,8 @@ class Live:
         self.client = _connect()
 
     def config(self) -> dict[str, Any]:
-        details = self.client.get_serve_details()
+        # JSON round trip: enums (proxy location, ...) become their plain values
+        details = json.loads(json.dumps(self.client.get_serve_details(), default=_plain))
         apps = [
             a["deployed_app_config"]
             for a in details["applications"].values()
@@ -113,6 +116,10 @@ class Traffic:
         }
 
 
+def _plain(value: Any) -> Any:
+    return value.value if isinstance(value, Enum) else str(value)
+
+
 def _ms(seconds: float | None) -> float | None:
     return None if seconds is None else round(seconds * 1000, 1)
 
@@ -161,8 +168,10 @@ class Rollouts:
         record.save(self.root)
         return record
 
-    def record(self, pool: str) -> RolloutRecord:
-        record = latest(pool, self.root, active_only=True)
+    def record(self, pool: str, promoted_too: bool = False) -> RolloutRecord:
+        record = latest(pool, self.root, active_only=not promoted_too)
+        if record is not None and not record.active and record.state != "promoted":
+            record = None
         if record is None:
             raise ValueError(f"no rollout in progress for pool '{pool}' under {self.root}")
         return record
@@ -251,14 +260,11 @@ class Rollouts:
     def abort(
         self, record: RolloutRecord, traffic: str | None = None, why: str = "", rollback=False
     ) -> None:
+        step = "rollback" if rollback else "revert" if record.state == "promoted" else "abort"
         config = serve_config.abort(self.live.config(), record.pool)
-        _write_config(self.root, record, "rollback" if rollback else "abort", config)
+        _write_config(self.root, record, step, config)
         detail = self._step(record, "abort", config, [APP_NAME], traffic)
-        record.advance(
-            "rollback" if rollback else "abort",
-            detail,
-            decision=why or "aborted by an operator",
-        )
+        record.advance(step, detail, decision=why or f"{step} by an operator")
         record.save(self.root)
 
     def decide(self, record: RolloutRecord, auto_promote: bool, traffic: str | None = None):

@@ -112,6 +112,8 @@ def start(
     if any(r.current == recipe.id for r in existing):
         raise ValueError(f"pool '{recipe.id}' has a rollout in progress: promote or abort it")
     out = _with_rollouts(config, [*existing, routing]) if route else copy.deepcopy(config)
+    # (re)placing it: a start that stopped after launching the candidate can be run again
+    out["applications"] = [a for a in out["applications"] if a["name"] != routing.candidate_app]
     out["applications"].append(candidate_application(_app(config, APP_NAME), recipe))
     return out
 
@@ -136,26 +138,12 @@ def abort(config: dict[str, Any], pool: str) -> dict[str, Any]:
     return out
 
 
-# The current pool after a promotion: no replica while the candidate answers everything, one
-# again (scaled from zero by Serve) if a failed candidate call falls back to it.
-DRAINED_AUTOSCALING = {
-    "min_replicas": 0,
-    "max_replicas": 1,
-    "initial_replicas": 0,
-    "target_ongoing_requests": 1.0,
-    "upscale_delay_s": 0.0,
-    "downscale_delay_s": 1.0,
-    "downscale_to_zero_delay_s": 1.0,
-}
-
-
 def promote(config: dict[str, Any], pool: str) -> dict[str, Any]:
-    """The candidate answers every request of the pool; the current pool is scaled to zero
-    replicas (Serve drains them: in-flight requests finish). Its deployment stays in the
-    platform application until the recipe set names the candidate and is redeployed (that
-    changes the application's args, so Serve restarts its deployments then)."""
-    out = reroute(config, pool, mode="promoted", weight=1.0)
-    dep = _deployment(_app(out, APP_NAME), pool)
-    dep.pop("num_replicas", None)
-    dep["autoscaling_config"] = dict(DRAINED_AUTOSCALING)
-    return out
+    """The candidate answers every request of the pool; the current pool gets none but keeps
+    running as the fallback of a failed candidate call.
+
+    It is not scaled to zero nor removed here: both would change the platform application's
+    code version in Serve 2.60 (removing a deployment changes `args`; an `autoscaling_config`
+    with `min_replicas: 0` is listed in the version hash), and Serve would restart every pool
+    of the application. It goes when the recipe set names the candidate and is redeployed."""
+    return reroute(config, pool, mode="promoted", weight=1.0)

@@ -4,6 +4,7 @@
                           |  \\--abort----> aborted
                           |   \\-rollback-> rolled_back   (the gate failed: automatic abort)
                           \\--weight------> started        (a new canary share)
+    promoted --revert--> reverted    (the old pool serves again; it ran all along)
 
 Every step appends to `steps` with its time and the traffic seen during it; the quality
 comparison and the gate's verdict are written when measured.
@@ -20,8 +21,8 @@ from pydantic import BaseModel, Field
 
 ROLLOUTS = Path(__file__).resolve().parents[1] / "rollouts"
 
-State = Literal["planned", "started", "promoted", "aborted", "rolled_back"]
-StepName = Literal["plan", "start", "weight", "eval", "promote", "abort", "rollback"]
+State = Literal["planned", "started", "promoted", "aborted", "rolled_back", "reverted"]
+StepName = Literal["plan", "start", "weight", "eval", "promote", "abort", "rollback", "revert"]
 
 # step -> (states it may start from, state it leaves)
 TRANSITIONS: dict[str, tuple[frozenset[str], str | None]] = {
@@ -31,8 +32,10 @@ TRANSITIONS: dict[str, tuple[frozenset[str], str | None]] = {
     "promote": (frozenset({"started"}), "promoted"),
     "abort": (frozenset({"planned", "started"}), "aborted"),
     "rollback": (frozenset({"started"}), "rolled_back"),
+    # a promoted candidate taken out again: the old pool still runs until the set is redeployed
+    "revert": (frozenset({"promoted"}), "reverted"),
 }
-TERMINAL: frozenset[str] = frozenset({"promoted", "aborted", "rolled_back"})
+TERMINAL: frozenset[str] = frozenset({"promoted", "aborted", "rolled_back", "reverted"})
 
 
 class TransitionError(ValueError):

@@ -239,9 +239,17 @@ def test_weight_promote_and_abort_change_routing_and_apps_only(live, harmless):
     promoted = serve_config.promote(started, "embed-minilm-cpu")
     routing = GatewayConfig.model_validate(_gateway(promoted)["user_config"]).rollouts[0]
     assert (routing.mode, routing.weight) == ("promoted", 1.0)
-    old = next(d for d in _platform(promoted)["deployments"] if d["name"] == "embed-minilm-cpu")
-    assert "num_replicas" not in old and old["autoscaling_config"]["min_replicas"] == 0
-    assert _platform(promoted)["args"] == _platform(live)["args"]
+    # nothing but the Gateway's user_config changes: Serve's code version of the app stays
+    from ray.serve._private.deploy_utils import get_app_code_version
+    from ray.serve.schema import ServeApplicationSchema
+
+    for step in (started, promoted, serve_config.abort(started, "embed-minilm-cpu")):
+        assert get_app_code_version(
+            ServeApplicationSchema.model_validate(_platform(step))
+        ) == get_app_code_version(ServeApplicationSchema.model_validate(_platform(live)))
+        assert [d for d in _platform(step)["deployments"] if d["name"] != GATEWAY_DEPLOYMENT] == [
+            d for d in _platform(live)["deployments"] if d["name"] != GATEWAY_DEPLOYMENT
+        ]
 
     aborted = serve_config.abort(started, "embed-minilm-cpu")
     assert [a["name"] for a in aborted["applications"]] == [APP_NAME]
@@ -360,3 +368,11 @@ def test_shadow_mirrors_a_copy_and_the_current_pool_answers():
     result, pool = asyncio.run(go())
     assert (result, pool.id) == ("embed-minilm-cpu", "embed-minilm-cpu")
     assert candidate.calls == 1 and clients["embed-minilm-cpu"].calls == 1
+
+
+def test_a_promoted_candidate_can_be_reverted_while_the_old_pool_still_runs():
+    record = _record()
+    record.advance("start")
+    record.advance("promote")
+    record.advance("revert")
+    assert record.state == "reverted" and not record.active
