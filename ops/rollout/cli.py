@@ -78,7 +78,7 @@ def start(
     try:
         record = rollouts.plan(candidate, mode, weight)
         rollouts.start(record, traffic)
-        if evaluate:
+        if evaluate and record.state == "started":
             rollouts.evaluate(record)
             rollouts.decide(record, auto, traffic)
     except (ValueError, TransitionError) as e:

@@ -104,11 +104,11 @@ def http_sender(client: httpx.Client) -> Send:
 
 
 def run_eval(
-    eval_set: dict[str, Any], model: str, pools: dict[str, str], send: Send
+    eval_set: dict[str, Any], model: str, pools: dict[str, str], send: Send, task: str
 ) -> dict[str, Any]:
     """Metrics of both sides: `pools` maps side ('candidate', 'current') to a pool name.
-    Inputs go alternately to each side, one at a time, so both see the same conditions."""
-    task = eval_set["task"]
+    Inputs go alternately to each side, one at a time, so both see the same conditions.
+    `task` is the pool's (a rerank pool reads the retrieval set's queries and documents)."""
     runner = {"chat": _chat, "embed": _embed, "rerank": _rerank, "transcribe": _speech}[task]
     return runner(eval_set, model, pools, send)
 

@@ -210,11 +210,24 @@ class Rollouts:
         recipe = load_recipe(_ref(record.candidate))
         live = self.live.config()
         # 1. the candidate's application alone: it starts while the Gateway routes nothing to it
-        with self._traffic(record, traffic) as t:
-            took = self.live.apply(
-                serve_config.start(live, recipe, record.mode, record.weight, route=False),
-                [APP_NAME, record.candidate_app],
+        from app.launcher import LaunchError
+
+        try:
+            with self._traffic(record, traffic) as t:
+                took = self.live.apply(
+                    serve_config.start(live, recipe, record.mode, record.weight, route=False),
+                    [APP_NAME, record.candidate_app],
+                )
+        except LaunchError as e:
+            # it never took traffic: remove its application and say why
+            self.live.apply(serve_config.abort(live, record.pool), [APP_NAME])
+            record.advance(
+                "rollback",
+                {"traffic": t.summary(), "error": str(e)[-2000:]},
+                decision=f"candidate failed to start: {str(e)[:300]}",
             )
+            record.save(self.root)
+            return record
         launched = {"deploy_s": round(took, 1), "traffic": t.summary()}
         self.log(f"candidate running: {launched}")
         # 2. the Gateway routes its share (or its mirrored copy) to it
@@ -238,7 +251,9 @@ class Rollouts:
         eval_set = evals.load_eval(gate.eval)
         pools = {"candidate": record.candidate_name, "current": record.pool}
         with httpx.Client(base_url=self.live.url(), timeout=300) as client:
-            metrics = evals.run_eval(eval_set, record.model, pools, evals.http_sender(client))
+            metrics = evals.run_eval(
+                eval_set, record.model, pools, evals.http_sender(client), str(recipe.task)
+            )
         result = evals.verdict(gate, metrics)
         record.advance(
             "eval",
@@ -261,7 +276,7 @@ class Rollouts:
         self, record: RolloutRecord, traffic: str | None = None, why: str = "", rollback=False
     ) -> None:
         step = "rollback" if rollback else "revert" if record.state == "promoted" else "abort"
-        config = serve_config.abort(self.live.config(), record.pool)
+        config = serve_config.abort(self.live.config(), record.pool, record.candidate_app)
         _write_config(self.root, record, step, config)
         detail = self._step(record, "abort", config, [APP_NAME], traffic)
         record.advance(step, detail, decision=why or f"{step} by an operator")

@@ -128,13 +128,14 @@ def reroute(config: dict[str, Any], pool: str, **changes: Any) -> dict[str, Any]
     return _with_rollouts(config, updated)
 
 
-def abort(config: dict[str, Any], pool: str) -> dict[str, Any]:
-    """Without the candidate: the Gateway stops routing to it, Serve removes its application."""
+def abort(config: dict[str, Any], pool: str, candidate_app: str | None = None) -> dict[str, Any]:
+    """Without the candidate: the Gateway stops routing to it, Serve removes its application
+    (also `candidate_app`, one launched by a start that never routed to it)."""
     rollouts = gateway_config(config).rollouts
     routing = next((r for r in rollouts if r.current == pool), None)
     out = _with_rollouts(config, [r for r in rollouts if r.current != pool])
-    if routing is not None:
-        out["applications"] = [a for a in out["applications"] if a["name"] != routing.candidate_app]
+    gone = {candidate_app, routing.candidate_app if routing else None} - {None}
+    out["applications"] = [a for a in out["applications"] if a["name"] not in gone]
     return out
 
 

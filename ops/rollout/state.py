@@ -31,7 +31,7 @@ TRANSITIONS: dict[str, tuple[frozenset[str], str | None]] = {
     "eval": (frozenset({"started"}), None),
     "promote": (frozenset({"started"}), "promoted"),
     "abort": (frozenset({"planned", "started"}), "aborted"),
-    "rollback": (frozenset({"started"}), "rolled_back"),
+    "rollback": (frozenset({"planned", "started"}), "rolled_back"),
     # a promoted candidate taken out again: the old pool still runs until the set is redeployed
     "revert": (frozenset({"promoted"}), "reverted"),
 }
