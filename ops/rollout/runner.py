@@ -54,7 +54,13 @@ class Live:
         http = self.client.get_serve_details()["http_options"]
         return f"http://{http['host']}:{http['port']}"
 
-    def apply(self, config: dict[str, Any], wait_for: list[str], timeout_s: float = 900) -> float:
+    def apply(
+        self,
+        config: dict[str, Any],
+        wait_for: list[str],
+        timeout_s: float = 900,
+        schedule_timeout_s: float = 120,
+    ) -> float:
         """Submit the whole config (as `serve deploy` does) and wait until these applications
         run. Returns the seconds it took."""
         from ray.serve.schema import ServeDeploySchema
@@ -65,7 +71,9 @@ class Live:
         schema = ServeDeploySchema.model_validate(config)
         deploy(schema)
         time.sleep(1.0)  # let the controller take the new target before polling it
-        gateway = GatewaySpec(ready_timeout_s=timeout_s, schedule_timeout_s=timeout_s)
+        # a candidate that cannot be scheduled (no CPU/GPU left beside the current pools)
+        # fails the step after schedule_timeout_s instead of waiting
+        gateway = GatewaySpec(ready_timeout_s=timeout_s, schedule_timeout_s=schedule_timeout_s)
         return wait_until_running(wait_for, gateway, log=lambda *_: None)
 
 
