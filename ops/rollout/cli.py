@@ -43,6 +43,15 @@ def _connect(address: str | None) -> Rollouts:
     return Rollouts(Live(), log=typer.echo)
 
 
+def _refresh_decision(pool: str) -> None:
+    """The pool's decision record links its rollout records: rewrite it (newest version)."""
+    from ops.recipes.decision import decision_path, render_decision
+    from recipes.loader import load_recipe, recipe_versions
+
+    recipe = load_recipe(f"{pool}@{recipe_versions(pool)[-1]}")
+    decision_path(recipe).write_text(render_decision(recipe))
+
+
 def _fail(message: str) -> None:
     typer.echo(message, err=True)
     sys.exit(1)
@@ -83,6 +92,7 @@ def start(
             rollouts.decide(record, auto, traffic)
     except (ValueError, TransitionError) as e:
         _fail(str(e))
+    _refresh_decision(record.pool)
     typer.echo(f"{record.id}: {record.state} ({record.path(rollouts.root)})")
     if record.decision:
         typer.echo(record.decision)
@@ -158,6 +168,7 @@ def promote(pool: str, traffic: str | None = TRAFFIC, address: str | None = ADDR
         rollouts.promote(record, traffic)
     except (ValueError, TransitionError) as e:
         _fail(str(e))
+    _refresh_decision(pool)
     typer.echo(
         f"{record.id}: promoted. Make it permanent: name {record.candidate.split('+')[0]} in the "
         "recipe set and re-render (`python -m ops.recipes render`)"
@@ -173,3 +184,4 @@ def abort(pool: str, traffic: str | None = TRAFFIC, address: str | None = ADDRES
         rollouts.abort(rollouts.record(pool, promoted_too=True), traffic)
     except (ValueError, TransitionError) as e:
         _fail(str(e))
+    _refresh_decision(pool)

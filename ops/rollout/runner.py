@@ -296,8 +296,9 @@ class Rollouts:
         failed = [c for c in verdict.get("checks", []) if not c["passed"]]
         if not verdict.get("passed"):
             why = "gate failed: " + "; ".join(
-                f"{c['metric']} {_fmt(c['candidate'])} (current {_fmt(c['current'])}) "
-                f"breaks '{c['rule']}'"
+                f"{c['metric']} {_fmt(c['candidate'])}"
+                + ("" if c["current"] is None else f" (current {_fmt(c['current'])})")
+                + f" breaks '{c['rule']}'"
                 for c in failed
             )
             self.abort(record, traffic, why=why, rollback=True)
