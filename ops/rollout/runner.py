@@ -307,7 +307,7 @@ class Rollouts:
 
 
 def _fmt(value: Any) -> str:
-    return "n/a" if value is None else f"{value:.4g}"
+    return "n/a" if value is None else f"{value:.6g}"
 
 
 def _ref(full: str) -> str:
