@@ -79,6 +79,9 @@ def start(
     weight: float = typer.Option(0.1, min=0, max=1, help="canary share of the pool's traffic"),
     evaluate: bool = typer.Option(True, "--eval/--no-eval", help="compare and apply the gate"),
     auto: bool = typer.Option(False, "--auto", help="promote when the gate passes"),
+    load_s: float = typer.Option(
+        0.0, help="also run the traffic scenario on both pools side by side for this long"
+    ),
     traffic: str | None = TRAFFIC,
     address: str | None = ADDRESS,
 ) -> None:
@@ -88,7 +91,7 @@ def start(
         record = rollouts.plan(candidate, mode, weight)
         rollouts.start(record, traffic)
         if evaluate and record.state == "started":
-            rollouts.evaluate(record)
+            rollouts.evaluate(record, load_s)
             rollouts.decide(record, auto, traffic)
     except (ValueError, TransitionError) as e:
         _fail(str(e))

@@ -132,6 +132,39 @@ def _ms(seconds: float | None) -> float | None:
     return None if seconds is None else round(seconds * 1000, 1)
 
 
+def side_by_side(scenario: Scenario, pools: dict[str, str], duration_s: float) -> Scenario:
+    """The scenario's first profile twice, one copy per pool (addressed by x-pool), so both
+    versions see the same load shape in the same run."""
+    base = scenario.profiles[0]
+    profiles = [
+        base.model_copy(update={"name": side, "headers": {**base.headers, "x-pool": pool}})
+        for side, pool in pools.items()
+    ]
+    return scenario.model_copy(
+        update={
+            "name": f"{scenario.name}-side-by-side",
+            "profiles": profiles,
+            "duration_s": duration_s,
+            "requests": None,
+            "warmup_s": 0.0,
+            "cooldown_s": 0.0,
+        }
+    )
+
+
+def load_numbers(summary: dict[str, Any]) -> dict[str, Any]:
+    return {
+        "requests": summary["requests"],
+        "failed": summary["failed"],
+        "request_throughput": round(summary["request_throughput"], 3),
+        "output_throughput": round(summary["output_throughput"], 3),
+        "ttft_p50_ms": _ms(summary["ttft_s"].get("p50")),
+        "ttft_p99_ms": _ms(summary["ttft_s"].get("p99")),
+        "e2e_p50_ms": _ms(summary["e2el_s"].get("p50")),
+        "e2e_p99_ms": _ms(summary["e2el_s"].get("p99")),
+    }
+
+
 def gate_of(recipe: Recipe) -> QualityGate:
     gate = recipe.dossier.decision.quality_gate
     if not isinstance(gate, QualityGate):
@@ -253,7 +286,23 @@ class Rollouts:
         record.save(self.root)
         return record
 
-    def evaluate(self, record: RolloutRecord) -> dict[str, Any]:
+    def load_compare(self, record: RolloutRecord, duration_s: float, scenario: str | None = None):
+        """`ops.loadgen` on both pools at once, same scenario, same run: latency and
+        throughput of each version, kept in the record's evals under `load`."""
+        task = str(load_recipe(_ref(record.candidate)).task)
+        name = scenario or DEFAULT_TRAFFIC.get(task)
+        if name is None:
+            return None
+        pools = {"candidate": record.candidate_name, "current": record.pool}
+        both = side_by_side(load_scenario(name), pools, duration_s)
+        result = asyncio.run(run_http(both, self.live.url(), None, progress=False))
+        numbers = {side: load_numbers(result.summary[side]) for side in pools}
+        numbers["scenario"] = name
+        numbers["duration_s"] = duration_s
+        self.log(f"load, side by side: {numbers}")
+        return numbers
+
+    def evaluate(self, record: RolloutRecord, load_s: float = 0.0) -> dict[str, Any]:
         recipe = load_recipe(_ref(record.candidate))
         gate = gate_of(recipe)
         eval_set = evals.load_eval(gate.eval)
@@ -262,6 +311,8 @@ class Rollouts:
             metrics = evals.run_eval(
                 eval_set, record.model, pools, evals.http_sender(client), str(recipe.task)
             )
+        if load_s > 0:
+            metrics["load"] = self.load_compare(record, load_s)
         result = evals.verdict(gate, metrics)
         record.advance(
             "eval",

@@ -376,3 +376,16 @@ def test_a_promoted_candidate_can_be_reverted_while_the_old_pool_still_runs():
     record.advance("promote")
     record.advance("revert")
     assert record.state == "reverted" and not record.active
+
+
+def test_side_by_side_load_sends_the_same_shape_to_each_pool():
+    from ops.loadgen.scenario import load_scenario
+    from ops.rollout.runner import side_by_side
+
+    both = side_by_side(
+        load_scenario("rollout-chat"), {"candidate": "p--v2", "current": "p"}, duration_s=20
+    )
+    assert [p.name for p in both.profiles] == ["candidate", "current"]
+    assert [p.headers["x-pool"] for p in both.profiles] == ["p--v2", "p"]
+    assert both.profiles[0].arrival == both.profiles[1].arrival
+    assert both.duration_s == 20
