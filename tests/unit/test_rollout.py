@@ -389,3 +389,10 @@ def test_side_by_side_load_sends_the_same_shape_to_each_pool():
     assert [p.headers["x-pool"] for p in both.profiles] == ["p--v2", "p"]
     assert both.profiles[0].arrival == both.profiles[1].arrival
     assert both.duration_s == 20
+
+
+def test_abort_removes_a_candidate_app_that_never_got_routing(live, harmless):
+    launched = serve_config.start(live, harmless, "canary", 0.1, route=False)
+    assert len(launched["applications"]) == 2
+    cleaned = serve_config.abort(launched, "embed-minilm-cpu", "rollout-embed-minilm-cpu--v3")
+    assert [a["name"] for a in cleaned["applications"]] == [APP_NAME]
