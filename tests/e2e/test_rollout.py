@@ -2,8 +2,9 @@
 application) beside the current one, driven by ops.rollout through Serve's config API with
 ops.loadgen traffic on the alias during every step.
 
-Checked: the canary share over N requests, the x-pool header, fallback to the current pool
-when the candidate's replica dies mid-request, and that start, abort, promote and revert fail no
+Checked: the canary share over N requests (within 3 binomial standard deviations), the x-pool
+header, fallback to the current pool when the candidate's replica is killed with requests in
+flight (and its counter), shadow copies, and that start, abort, promote and revert fail no
 request and restart no replica of the platform application.
 """
 
@@ -78,9 +79,19 @@ def test_canary_share_fallback_and_abort_under_traffic(rollouts, http):
     # fallback: every request goes to the candidate, whose replica dies with requests in flight
     rollouts.reweight(record, 1.0, traffic="none")
     assert set(served_by(http, 5)) == {CANDIDATE_POOL}
+    counted_before = _counter(http, "platform_rollout_fallbacks_total", fallback=POOL)
     statuses, pools = asyncio.run(_kill_candidate_under_load(http.base_url))
     assert statuses == {200}, statuses
-    assert POOL in pools, "no request fell back to the current pool"
+    fell_back = pools.count(POOL)
+    assert fell_back, "no request fell back to the current pool"
+    # counted (Ray exports metrics every few seconds)
+    import time
+
+    deadline, counted = time.monotonic() + 60, counted_before
+    while time.monotonic() < deadline and counted < counted_before + fell_back:
+        time.sleep(2)
+        counted = _counter(http, "platform_rollout_fallbacks_total", fallback=POOL)
+    assert counted >= counted_before + fell_back, (counted_before, counted, fell_back)
 
     rollouts.abort(record)
     assert record.state == "aborted"
@@ -132,3 +143,33 @@ def test_promote_and_revert_under_traffic(rollouts, http):
     no_failures(record.steps[-1].detail)
     assert set(served_by(http, 10)) == {POOL}
     assert platform_replicas() == before
+
+
+def _counter(http: httpx.Client, name: str, **labels: str) -> float:
+    total = 0.0
+    for line in http.get("/metrics").text.splitlines():
+        if line.startswith(f"ray_{name}{{") and all(
+            f'{k}="{v}"' in line for k, v in labels.items()
+        ):
+            total += float(line.rsplit(" ", 1)[1])
+    return total
+
+
+def test_shadow_mirrors_a_copy_while_the_current_pool_answers(rollouts, http):
+    import time
+
+    record = rollouts.plan(CANDIDATE, "shadow", 0.0)
+    rollouts.start(record)
+    no_failures(record.steps[-1].detail)
+    card = http.get(f"/v1/models/{ALIAS}").json()
+    assert any(CANDIDATE_POOL in p and "shadow" in p for p in card["pools"]), card
+    # the current pool answers every request; the candidate gets a copy of each
+    assert set(served_by(http, 20)) == {POOL}
+    deadline = time.monotonic() + 60
+    mirrored = 0.0
+    while time.monotonic() < deadline and mirrored < 20:
+        mirrored = _counter(http, "platform_rollout_shadow_total", pool=CANDIDATE_POOL, status="ok")
+        time.sleep(2)
+    assert mirrored >= 20, mirrored
+    rollouts.abort(record)
+    no_failures(record.steps[-1].detail)
