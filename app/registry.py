@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import random
 import time
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -10,6 +12,7 @@ from app.pools import PoolClient
 from app.protocol.common import ModelCard, ModelList
 from deployments.common.errors import InvalidRequest, ModelNotFound
 from recipes.engines import Task
+from recipes.rendered import RolloutRouting
 from recipes.schema import RecipeSpec
 from telemetry.identity import PoolIdentity
 
@@ -23,10 +26,12 @@ ENDPOINT_TASKS: dict[Task, tuple[Task, ...]] = {
 }
 
 
-def identity_of(spec: RecipeSpec) -> PoolIdentity:
+def identity_of(spec: RecipeSpec, name: str | None = None) -> PoolIdentity:
+    """A pool's labels; `name` is its deployment name when that is not the recipe id (a
+    candidate beside its current version)."""
     return PoolIdentity(
         model=spec.model.name,
-        pool=spec.id,
+        pool=name or spec.id,
         profile=spec.profile,
         recipe=spec.ref,
         usd_per_hour=spec.cost.usd_per_hour,
@@ -43,7 +48,8 @@ class Pool:
 
     @property
     def id(self) -> str:
-        return self.spec.id
+        """The deployment name (the recipe id, or a candidate's `<id>--v<N>`)."""
+        return self.identity.pool
 
     @property
     def profiles(self) -> list[str]:
@@ -78,11 +84,46 @@ class ServedModel:
         )
 
 
+@dataclass(frozen=True)
+class Route:
+    """Where one request goes: the pool that answers, the pool a failed candidate call is
+    retried on (canary), and a pool that gets a copy whose answer is dropped (shadow)."""
+
+    pool: Pool
+    fallback: Pool | None = None
+    shadow: Pool | None = None
+
+
+@dataclass(frozen=True)
+class Rollout:
+    """A candidate pool beside the current pool of one recipe id."""
+
+    routing: RolloutRouting
+    current: Pool
+    candidate: Pool
+
+    def route(self, explicit: str | None, draw: Callable[[], float]) -> Route:
+        if explicit == self.candidate.id:
+            return Route(self.candidate)  # an eval addresses each pool: no fallback
+        if explicit == self.current.id:
+            return Route(self.current)
+        mode = self.routing.mode
+        if mode == "promoted":
+            return Route(self.candidate, fallback=self.current)
+        if mode == "shadow":
+            return Route(self.current, shadow=self.candidate)
+        if self.routing.weight > 0 and draw() < self.routing.weight:
+            return Route(self.candidate, fallback=self.current)
+        return Route(self.current)
+
+
 class ModelRegistry:
     def __init__(self, specs: list[RecipeSpec], clients: dict[str, PoolClient]):
         self.created = int(time.time())
         self.models: dict[str, ServedModel] = {}
         self.aliases: dict[str, Pool] = {}
+        self.rollouts: dict[str, Rollout] = {}
+        self.draw: Callable[[], float] = random.random
         for spec in specs:
             pool = Pool(spec=spec, client=clients[spec.id], identity=identity_of(spec))
             model = self.models.setdefault(
@@ -95,6 +136,33 @@ class ModelRegistry:
     @property
     def pools(self) -> list[Pool]:
         return [pool for model in self.models.values() for pool in model.pools]
+
+    def set_rollouts(self, rollouts: list[tuple[RolloutRouting, Pool]]) -> None:
+        """Replace the rollouts in progress (the Gateway's user_config changed)."""
+        by_id = {p.id: p for p in self.pools}
+        new: dict[str, Rollout] = {}
+        for routing, candidate in rollouts:
+            current = by_id.get(routing.current)
+            if current is None:
+                raise ValueError(f"rollout of unknown pool '{routing.current}'")
+            if candidate.model != current.model or str(candidate.spec.task) != str(
+                current.spec.task
+            ):
+                raise ValueError(
+                    f"candidate {candidate.spec.ref} must serve model '{current.model}' "
+                    f"({current.spec.task}) like the pool it rolls out beside"
+                )
+            new[current.id] = Rollout(routing, current, candidate)
+        self.rollouts = new
+
+    def route(self, pool: Pool, explicit: str | None = None) -> Route:
+        """The route of a request resolved to `pool`: during a rollout of that pool the
+        candidate takes its share; `explicit` (the x-pool header) picks either pool of a
+        rollout and is ignored otherwise."""
+        rollout = self.rollouts.get(pool.id)
+        if rollout is None:
+            return Route(pool)
+        return rollout.route(explicit, self.draw)
 
     def resolve(self, name: str, endpoint: Task, profile: str | None = None) -> Pool:
         """The pool that serves `name` on `endpoint`; 404 for an unknown name, 400 for a model
@@ -132,7 +200,7 @@ class ModelRegistry:
                     task=model.task,
                     root=model.id,
                     recipe=default.spec.ref,
-                    pools=[f"{p.spec.profile}:{p.spec.ref}" for p in model.pools],
+                    pools=[p for pool in model.pools for p in self._listed(pool)],
                 )
             )
         for alias, pool in self.aliases.items():
@@ -143,7 +211,20 @@ class ModelRegistry:
                     task=self.models[pool.model].task,
                     root=pool.model,
                     recipe=pool.spec.ref,
-                    pools=[f"{pool.spec.profile}:{pool.spec.ref}"],
+                    pools=self._listed(pool),
                 )
             )
         return ModelList(data=cards)
+
+    def _listed(self, pool: Pool) -> list[str]:
+        """`profile:ref` of a pool, and of its candidate during a rollout (with its share)."""
+        entries = [f"{pool.spec.profile}:{pool.spec.ref}"]
+        rollout = self.rollouts.get(pool.id)
+        if rollout is not None:
+            r = rollout.routing
+            share = f"{r.weight:g}" if r.mode == "canary" else r.mode
+            entries.append(
+                f"{rollout.candidate.spec.profile}:{rollout.candidate.spec.ref} "
+                f"(candidate {rollout.candidate.id}, {share})"
+            )
+        return entries

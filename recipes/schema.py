@@ -156,11 +156,111 @@ class SharedPoolDecision(Strict):
     date: date
 
 
+# Quality metrics a rollout measures (ops/rollout/evals.py), and which way is better.
+GateMetric = Literal[
+    "accuracy",  # chat: exact-match share on the eval set's checkable answers
+    "agreement",  # chat: share of greedy outputs identical to the current version's
+    "recall_at_5",  # embeddings: labelled retrieval
+    "ndcg_at_10",  # embeddings and rerank
+    "cosine_agreement",  # embeddings: mean cosine between candidate and current vectors
+    "min_cosine_agreement",  # embeddings: the worst input's cosine
+    "norm_deviation",  # embeddings: largest |candidate norm / current norm - 1| (scale changes)
+    "wer",  # speech: word error rate on generated speech
+    "latency_p50_ratio",  # candidate / current request latency on the same eval inputs
+]
+LOWER_IS_BETTER: frozenset[str] = frozenset({"wer", "latency_p50_ratio", "norm_deviation"})
+# Measured on the candidate only against the current version: no "current" value to compare.
+AGAINST_CURRENT: frozenset[str] = frozenset(
+    {
+        "agreement",
+        "cosine_agreement",
+        "min_cosine_agreement",
+        "norm_deviation",
+        "latency_p50_ratio",
+    }
+)
+TASK_METRICS: dict[str, frozenset[str]] = {
+    "chat": frozenset({"accuracy", "agreement", "latency_p50_ratio"}),
+    "completion": frozenset({"accuracy", "agreement", "latency_p50_ratio"}),
+    "embed": frozenset(
+        {
+            "recall_at_5",
+            "ndcg_at_10",
+            "cosine_agreement",
+            "min_cosine_agreement",
+            "norm_deviation",
+            "latency_p50_ratio",
+        }
+    ),
+    "rerank": frozenset({"ndcg_at_10", "latency_p50_ratio"}),
+    "transcribe": frozenset({"wer", "latency_p50_ratio"}),
+}
+
+
+class GateCheck(Strict):
+    """One condition a candidate must meet.
+
+    compare "current": the candidate may be at most `tolerance` worse than the current version
+    on the same inputs. compare "absolute": the candidate's value must reach `threshold`
+    (at least, or at most for lower-is-better metrics); metrics measured against the current
+    version (agreement, cosine agreement, latency ratio) only compare so.
+    """
+
+    metric: GateMetric
+    compare: Literal["current", "absolute"] = "current"
+    tolerance: float = Field(0.0, ge=0)
+    threshold: float | None = None
+
+    @model_validator(mode="after")
+    def _consistent(self) -> GateCheck:
+        if self.compare == "absolute" and self.threshold is None:
+            raise ValueError(f"{self.metric}: compare 'absolute' needs a threshold")
+        if self.compare == "current" and self.metric in AGAINST_CURRENT:
+            raise ValueError(
+                f"{self.metric} is measured against the current version already: "
+                "use compare 'absolute' with a threshold"
+            )
+        if self.compare == "current" and self.threshold is not None:
+            raise ValueError(f"{self.metric}: a threshold needs compare 'absolute'")
+        return self
+
+    def passes(self, candidate: float, current: float | None) -> bool:
+        lower = self.metric in LOWER_IS_BETTER
+        if self.compare == "absolute":
+            assert self.threshold is not None
+            return candidate <= self.threshold if lower else candidate >= self.threshold
+        if current is None:
+            return False
+        return (
+            candidate <= current + self.tolerance
+            if lower
+            else candidate >= current - self.tolerance
+        )
+
+    def describe(self) -> str:
+        op = "<=" if self.metric in LOWER_IS_BETTER else ">="
+        if self.compare == "absolute":
+            return f"{self.metric} {op} {self.threshold:g}"
+        sign = "+" if self.metric in LOWER_IS_BETTER else "-"
+        return f"{self.metric} {op} current {sign} {self.tolerance:g}"
+
+
+class QualityGate(Strict):
+    """What a rollout of this recipe must pass against the version serving its alias now."""
+
+    eval: str = Field(pattern=r"^[a-z0-9][a-z0-9-]*$", description="Eval set ops/evals/<eval>.json")
+    checks: list[GateCheck] = Field(min_length=1)
+    notes: str = ""
+
+
 class DecisionSpec(Strict):
     owner: str = Field(min_length=1)
     date: date
     reason: str = Field(min_length=1, description="Why this model, hardware and these flags")
-    quality_gate: str = Field(min_length=1, description="What a rollout must pass vs its rollback")
+    quality_gate: QualityGate | str = Field(
+        description="What a rollout must pass vs the current version (structured), or a "
+        "free-text check from before rollouts were automated (a rollout refuses it)"
+    )
     rollback_to: str = Field(
         min_length=1, description="recipe-id@version or an alias to fall back to"
     )
@@ -234,6 +334,22 @@ class Recipe(RecipeSpec):
     unhashed: ClassVar[set[str]] = {"dossier"}
 
     dossier: Dossier
+
+    @model_validator(mode="after")
+    def _gate_fits_task(self) -> Recipe:
+        gate = self.dossier.decision.quality_gate
+        if isinstance(gate, str):
+            if not gate.strip():
+                raise ValueError("dossier.decision.quality_gate must not be empty")
+            return self
+        allowed = TASK_METRICS[str(self.task)]
+        wrong = [c.metric for c in gate.checks if c.metric not in allowed]
+        if wrong:
+            raise ValueError(
+                f"quality_gate metrics {wrong} do not apply to task '{self.task}' "
+                f"(it has: {', '.join(sorted(allowed))})"
+            )
+        return self
 
     @property
     def spec(self) -> RecipeSpec:

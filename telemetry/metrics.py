@@ -87,6 +87,23 @@ def rejected_total() -> Any:
     )
 
 
+def rollout_fallbacks_total() -> Any:
+    return counter(
+        "platform_rollout_fallbacks_total",
+        "Candidate calls that failed (5xx, unavailable replica) and were retried on the current "
+        "pool during a rollout",
+        (*POOL_TAGS, "fallback", "error_type"),
+    )
+
+
+def rollout_shadow_total() -> Any:
+    return counter(
+        "platform_rollout_shadow_total",
+        "Mirrored copies a shadow candidate answered (status ok) or failed (status error)",
+        (*POOL_TAGS, "status"),
+    )
+
+
 def outcomes_total() -> Any:
     return counter(
         "platform_outcomes_total",

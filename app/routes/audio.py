@@ -7,9 +7,8 @@ from typing import Annotated
 from fastapi import APIRouter, File, Form, Request, UploadFile
 from fastapi.responses import JSONResponse, Response
 
-from app.pools import SpeechClient
 from app.protocol.audio import Granularity, ResponseFormat, render
-from app.routes.deps import call_context, pool_headers, resolve_pool
+from app.routes.deps import call_context, call_pool, pool_headers, resolve_pool
 from deployments.common.errors import InvalidRequest, PayloadTooLarge
 from deployments.contract import TranscriptionOptions
 from recipes.engines import SttEngineConfig, Task
@@ -52,8 +51,10 @@ async def transcriptions(
         temperature=temperature,
         word_timestamps="word" in granularities,
     )
-    client: SpeechClient = pool.client
-    transcript = await client.transcribe(data, options, call_context(request))
+    context = call_context(request)
+    transcript, pool = await call_pool(
+        request, lambda client: client.transcribe(data, options, context)
+    )
     body, media_type = render(transcript, response_format, granularities)
     headers = pool_headers(pool)
     if isinstance(body, dict):

@@ -2,16 +2,29 @@
 
 from __future__ import annotations
 
+import asyncio
+import logging
+from collections.abc import AsyncIterator, Awaitable, Callable
+from typing import Any, TypeVar
+
 from fastapi import Request
 from fastapi.responses import Response
 
-from app.registry import ModelRegistry, Pool
+from app.registry import ModelRegistry, Pool, Route
+from deployments.common.errors import ServingError
 from deployments.contract import CallContext
 from recipes.engines import Task
+from telemetry import metrics
 
 PROFILE_HEADER = "x-workload-profile"
 RECIPE_HEADER = "x-recipe"
 POOL_HEADER = "x-pool"
+
+logger = logging.getLogger("ray.serve")
+T = TypeVar("T")
+
+# Shadow copies run detached from their request; kept here so they are not garbage-collected.
+_shadow_tasks: set[asyncio.Task] = set()
 
 
 def registry(request: Request) -> ModelRegistry:
@@ -19,9 +32,83 @@ def registry(request: Request) -> ModelRegistry:
 
 
 def resolve_pool(request: Request, model: str, endpoint: Task) -> Pool:
-    pool = registry(request).resolve(model, endpoint, request.headers.get(PROFILE_HEADER))
-    request.state.pool = pool  # the metrics middleware labels the request with it
-    return pool
+    """The pool that answers this request. During a rollout of that model's pool the request
+    may go to the candidate (its canary share, or an `x-pool` header naming it)."""
+    reg = registry(request)
+    pool = reg.resolve(model, endpoint, request.headers.get(PROFILE_HEADER))
+    route = reg.route(pool, request.headers.get(POOL_HEADER))
+    request.state.route = route
+    request.state.pool = route.pool  # the metrics middleware labels the request with it
+    return route.pool
+
+
+def retriable(exc: BaseException) -> bool:
+    """A candidate failure worth one retry on the current pool: a 5xx of ours, or a replica
+    that died or cannot be reached (anything that is not a client's mistake)."""
+    if isinstance(exc, ServingError):
+        return exc.status_code >= 500
+    return isinstance(exc, Exception)
+
+
+async def call_pool(request: Request, call: Callable[[Any], Awaitable[T]]) -> tuple[T, Pool]:
+    """`call(client)` on the request's pool. A candidate's failure (5xx, unavailable) is
+    retried once on the current pool and counted; a shadow pool gets the same call in the
+    background. Returns the result and the pool that produced it (for the response headers).
+
+    For streams the LLM client awaits the first item before returning, so a retry happens
+    only before any byte went to the client.
+    """
+    route: Route = request.state.route
+    if route.shadow is not None:
+        _mirror(route.shadow, call)
+    try:
+        return await call(route.pool.client), route.pool
+    except Exception as exc:
+        if route.fallback is None or not retriable(exc):
+            raise
+        error_type = type(exc).__name__
+        metrics.rollout_fallbacks_total().inc(
+            1,
+            tags={
+                **route.pool.identity.tags,
+                "fallback": route.fallback.id,
+                "error_type": error_type,
+            },
+        )
+        logger.warning(
+            "rollout fallback",
+            extra={
+                "event": "rollout_fallback",
+                "platform_request_id": request.headers.get("x-request-id", ""),
+                "candidate": route.pool.id,
+                "fallback": route.fallback.id,
+                "error_type": error_type,
+                "error": str(exc)[:300],
+            },
+        )
+        request.state.pool = route.fallback
+        return await call(route.fallback.client), route.fallback
+
+
+def _mirror(pool: Pool, call: Callable[[Any], Awaitable[Any]]) -> None:
+    async def run() -> None:
+        status = "ok"
+        try:
+            result = await call(pool.client)
+            if isinstance(result, AsyncIterator):
+                async for _ in result:  # a stream runs to its end, then is dropped
+                    pass
+        except Exception as exc:
+            status = "error"
+            logger.info(
+                "shadow call failed",
+                extra={"event": "rollout_shadow", "pool": pool.id, "error": str(exc)[:300]},
+            )
+        metrics.rollout_shadow_total().inc(1, tags={**pool.identity.tags, "status": status})
+
+    task = asyncio.get_running_loop().create_task(run())
+    _shadow_tasks.add(task)
+    task.add_done_callback(_shadow_tasks.discard)
 
 
 def call_context(request: Request) -> CallContext:

@@ -5,9 +5,8 @@ from __future__ import annotations
 from fastapi import APIRouter, Request
 from fastapi.responses import Response
 
-from app.pools import EmbeddingClient
 from app.protocol.embeddings import EmbeddingRequest, EmbeddingResponse, response_body
-from app.routes.deps import call_context, json_bytes_response, resolve_pool
+from app.routes.deps import call_context, call_pool, json_bytes_response, resolve_pool
 from deployments.common.errors import InvalidRequest
 from deployments.contract import EmbedCall
 from recipes.engines import EmbeddingEngineConfig, Task
@@ -25,13 +24,11 @@ async def create_embeddings(body: EmbeddingRequest, request: Request) -> Respons
             f"{len(inputs)} inputs in one request; this model takes at most {engine.max_inputs}",
             param="input",
         )
-    client: EmbeddingClient = pool.client
-    result = await client.embed(
-        EmbedCall(
-            inputs=inputs,
-            truncate=body.truncate,
-            dimensions=body.dimensions,
-            context=call_context(request),
-        )
+    call = EmbedCall(
+        inputs=inputs,
+        truncate=body.truncate,
+        dimensions=body.dimensions,
+        context=call_context(request),
     )
+    result, pool = await call_pool(request, lambda client: client.embed(call))
     return json_bytes_response(response_body(result, pool.model, body.encoding_format), pool)

@@ -12,7 +12,7 @@ from fastapi.responses import JSONResponse, Response, StreamingResponse
 from app.pools import LLMClient
 from app.protocol.chat import ChatCompletionRequest, GenerationParams
 from app.protocol.completions import CompletionRequest
-from app.routes.deps import call_context, pool_headers, resolve_pool
+from app.routes.deps import call_context, call_pool, pool_headers, resolve_pool
 from recipes.engines import Task
 
 router = APIRouter(tags=["generation"])
@@ -31,10 +31,14 @@ async def completions(body: CompletionRequest, request: Request) -> Response:
 
 
 async def _generate(body: GenerationParams, request: Request, endpoint: Task) -> Response:
-    pool = resolve_pool(request, body.model, endpoint)
-    client: LLMClient = pool.client
-    generate = client.chat if endpoint is Task.CHAT else client.completion
-    items = await generate(body.engine_body(), call_context(request))
+    resolve_pool(request, body.model, endpoint)  # the route (candidate share) is in request.state
+    engine_body, context = body.engine_body(), call_context(request)
+
+    def generate(client: LLMClient) -> Any:
+        method = client.chat if endpoint is Task.CHAT else client.completion
+        return method(engine_body, context)
+
+    items, pool = await call_pool(request, generate)
     headers = pool_headers(pool)
     if body.stream:
         return StreamingResponse(

@@ -5,9 +5,8 @@ from __future__ import annotations
 from fastapi import APIRouter, Request
 from fastapi.responses import Response
 
-from app.pools import RerankClient
 from app.protocol.rerank import RerankRequest, RerankResponse, response_from_scores
-from app.routes.deps import call_context, json_bytes_response, resolve_pool
+from app.routes.deps import call_context, call_pool, json_bytes_response, resolve_pool
 from deployments.common.errors import InvalidRequest
 from deployments.contract import RerankCall
 from recipes.engines import RerankEngineConfig, Task
@@ -28,14 +27,9 @@ async def rerank(body: RerankRequest, request: Request) -> Response:
             f"{engine.max_documents}",
             param="documents",
         )
-    client: RerankClient = pool.client
-    scores = await client.rerank(
-        RerankCall(
-            query=body.query,
-            documents=documents,
-            truncate=body.truncate,
-            context=call_context(request),
-        )
+    call = RerankCall(
+        query=body.query, documents=documents, truncate=body.truncate, context=call_context(request)
     )
+    scores, pool = await call_pool(request, lambda client: client.rerank(call))
     response = response_from_scores(scores, body, documents, pool.model)
     return json_bytes_response(response.model_dump_json(exclude_none=True).encode(), pool)

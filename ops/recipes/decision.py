@@ -17,6 +17,35 @@ def decision_path(recipe: Recipe) -> Path:
     return DECISIONS_DIR / f"{recipe.id}.md"
 
 
+ROLLOUTS_DIR = PROJECT_ROOT / "ops" / "rollouts"
+
+
+def _gate(recipe: Recipe) -> str:
+    gate = recipe.dossier.decision.quality_gate
+    if isinstance(gate, str):
+        return gate
+    checks = "; ".join(c.describe() for c in gate.checks)
+    return f"eval `ops/evals/{gate.eval}.json`: {checks}"
+
+
+def _rollouts(recipe: Recipe) -> list[str]:
+    """Links to the rollout records of this pool (ops/rollouts/<pool>-<time>.json)."""
+    import json
+
+    lines = []
+    for path in sorted(ROLLOUTS_DIR.glob(f"{recipe.id}-*.json")):
+        record = json.loads(path.read_text())
+        if record.get("pool") != recipe.id:
+            continue
+        verdict = (record.get("verdict") or {}).get("passed")
+        gate = "no eval" if verdict is None else "gate passed" if verdict else "gate failed"
+        lines.append(
+            f"- [{path.stem}](../rollouts/{path.name}): {record['current']} -> "
+            f"{record['candidate']}, {record['state']} ({gate})"
+        )
+    return ["## Rollouts", "", *lines, ""] if lines else []
+
+
 def _serving_flags(recipe: Recipe) -> str:
     if isinstance(recipe.engine, LLMEngineConfig):
         from deployments.llm.engine import engine_cli_args
@@ -107,7 +136,7 @@ def render_decision(recipe: Recipe) -> str:
             + " |",
             f"| Workload | profile {recipe.profile}. {shared} |",
             f"| Latency SLO | {slo_text or 'none declared'} |",
-            f"| Quality gate | {d.quality_gate} |",
+            f"| Quality gate | {_gate(recipe)} |",
             f"| Cache behaviour | {_cache(recipe)} |",
             f"| Capacity envelope | {_envelope(recipe)} |",
             f"| Cost | ${recipe.cost.usd_per_hour:g}/h per replica ({recipe.cost.basis}) |",
@@ -122,5 +151,6 @@ def render_decision(recipe: Recipe) -> str:
             "",
             recipe.dossier.expectations.notes or "None.",
             "",
+            *_rollouts(recipe),
         ]
     )

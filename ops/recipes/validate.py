@@ -5,7 +5,9 @@ Each rule returns problems as plain sentences naming the recipe and the field to
 
 from __future__ import annotations
 
+import json
 from dataclasses import dataclass
+from pathlib import Path
 
 from ops.recipes.vram import estimate
 from recipes.engines import LLMEngineConfig
@@ -93,6 +95,7 @@ def check_recipe(recipe: Recipe) -> list[Problem]:
     if getattr(engine, "device", "cpu") == "cuda" and recipe.hardware.accelerator == "cpu":
         add("hardware", "engine.device is cuda but hardware.accelerator is cpu")
     problems += _check_rollback(recipe, where)
+    problems += _check_gate(recipe, where)
     problems += _check_evidence(recipe, where)
     return problems
 
@@ -117,6 +120,28 @@ def _check_evidence(recipe: Recipe, where: str) -> list[Problem]:
             "dossier.results, or start expectations.measured with 'unmeasured'",
         )
     ]
+
+
+EVALS_DIR = Path(__file__).resolve().parents[1] / "evals"
+
+
+def _check_gate(recipe: Recipe, where: str) -> list[Problem]:
+    """A structured quality gate names an eval set that ships, of the recipe's task."""
+    gate = recipe.dossier.decision.quality_gate
+    if isinstance(gate, str):
+        return []
+    path = EVALS_DIR / f"{gate.eval}.json"
+    if not path.exists():
+        return [Problem(where, "quality-gate", f"eval set {path.name} not found in ops/evals/")]
+    task = json.loads(path.read_text()).get("task")
+    tasks = {str(recipe.task)} | ({"embed"} if recipe.task == "rerank" else set())
+    if task not in tasks:
+        return [
+            Problem(
+                where, "quality-gate", f"eval set {gate.eval} is for '{task}', not '{recipe.task}'"
+            )
+        ]
+    return []
 
 
 def _check_rollback(recipe: Recipe, where: str) -> list[Problem]:

@@ -1,0 +1,1 @@
+"""Rollouts: a candidate recipe version beside the current pool, compared, promoted or aborted."""

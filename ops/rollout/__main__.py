@@ -1,0 +1,3 @@
+from ops.rollout.cli import app
+
+app()

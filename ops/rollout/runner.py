@@ -1,0 +1,373 @@
+"""The rollout loop against a running application: deploy each step through Serve's config API
+(the launcher's `deploy`, what `serve deploy` submits), keep `ops.loadgen` traffic on the alias
+during the step, compare quality, apply the gate, write the record."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import threading
+import time
+from enum import Enum
+from pathlib import Path
+from typing import Any
+
+import httpx
+import yaml
+
+from ops.loadgen.metrics import RequestRecord, summarize
+from ops.loadgen.runner import run_http
+from ops.loadgen.scenario import Scenario, load_scenario
+from ops.recipes.render import APP_NAME
+from ops.rollout import evals, serve_config
+from ops.rollout.state import ROLLOUTS, RolloutRecord, latest, new_record
+from recipes.loader import load_recipe
+from recipes.schema import QualityGate, Recipe
+
+# The traffic scenario of a pool's task when none is given.
+DEFAULT_TRAFFIC = {"chat": "rollout-chat", "embed": "rollout-embed"}
+
+
+class Live:
+    """The Serve instance of the Ray cluster this process is connected to."""
+
+    def __init__(self) -> None:
+        from ray.serve.context import _connect
+
+        self.client = _connect()
+
+    def config(self) -> dict[str, Any]:
+        # JSON round trip: enums (proxy location, ...) become their plain values
+        details = json.loads(json.dumps(self.client.get_serve_details(), default=_plain))
+        apps = [
+            a["deployed_app_config"]
+            for a in details["applications"].values()
+            if a.get("deployed_app_config")
+        ]
+        return {
+            "proxy_location": details.get("proxy_location") or "HeadOnly",
+            "http_options": details["http_options"],
+            "applications": apps,
+        }
+
+    def url(self) -> str:
+        http = self.client.get_serve_details()["http_options"]
+        return f"http://{http['host']}:{http['port']}"
+
+    def apply(
+        self,
+        config: dict[str, Any],
+        wait_for: list[str],
+        timeout_s: float = 900,
+        schedule_timeout_s: float = 120,
+    ) -> float:
+        """Submit the whole config (as `serve deploy` does) and wait until these applications
+        run. Returns the seconds it took."""
+        from ray.serve.schema import ServeDeploySchema
+
+        from app.launcher import deploy, wait_until_running
+        from recipes.schema import GatewaySpec
+
+        schema = ServeDeploySchema.model_validate(config)
+        deploy(schema)
+        time.sleep(1.0)  # let the controller take the new target before polling it
+        # a candidate that cannot be scheduled (no CPU/GPU left beside the current pools)
+        # fails the step after schedule_timeout_s instead of waiting
+        gateway = GatewaySpec(ready_timeout_s=timeout_s, schedule_timeout_s=schedule_timeout_s)
+        return wait_until_running(wait_for, gateway, log=lambda *_: None)
+
+
+class Traffic:
+    """`ops.loadgen` runs of a scenario, one after another, until stopped: steady traffic on the
+    alias while a step runs. Every request counts (no warm-up or cool-down window)."""
+
+    def __init__(self, scenario: Scenario | None, url: str):
+        self.scenario = scenario
+        self.url = url
+        self.records: list[RequestRecord] = []
+        self._stop = threading.Event()
+        self._thread: threading.Thread | None = None
+        self._start = 0.0
+
+    def __enter__(self) -> Traffic:
+        if self.scenario is not None:
+            self._start = time.perf_counter()
+            self._thread = threading.Thread(target=self._loop, daemon=True)
+            self._thread.start()
+        return self
+
+    def _loop(self) -> None:
+        assert self.scenario is not None
+        one = self.scenario.model_copy(update={"warmup_s": 0.0, "cooldown_s": 0.0})
+        while not self._stop.is_set():
+            result = asyncio.run(run_http(one, self.url, None, progress=False))
+            self.records.extend(result.records)
+
+    def __exit__(self, *exc: Any) -> None:
+        self._stop.set()
+        if self._thread is not None:
+            self._thread.join()
+
+    def summary(self) -> dict[str, Any]:
+        if self.scenario is None:
+            return {}
+        duration = (max((r.end for r in self.records), default=self._start)) - self._start
+        s = summarize(self.records, duration)
+        errors = sorted({f"{r.status} {r.error}" for r in self.records if not r.ok})[:5]
+        return {
+            "scenario": self.scenario.name,
+            "requests": s["requests"],
+            "failed": s["failed"],
+            "ttft_p99_ms": _ms(s["ttft_s"].get("p99")),
+            "e2e_p99_ms": _ms(s["e2el_s"].get("p99")),
+            "errors": errors,
+        }
+
+
+def _plain(value: Any) -> Any:
+    return value.value if isinstance(value, Enum) else str(value)
+
+
+def _ms(seconds: float | None) -> float | None:
+    return None if seconds is None else round(seconds * 1000, 1)
+
+
+def side_by_side(scenario: Scenario, pools: dict[str, str], duration_s: float) -> Scenario:
+    """The scenario's first profile twice, one copy per pool (addressed by x-pool), so both
+    versions see the same load shape in the same run."""
+    base = scenario.profiles[0]
+    profiles = [
+        base.model_copy(update={"name": side, "headers": {**base.headers, "x-pool": pool}})
+        for side, pool in pools.items()
+    ]
+    return scenario.model_copy(
+        update={
+            "name": f"{scenario.name}-side-by-side",
+            "profiles": profiles,
+            "duration_s": duration_s,
+            "requests": None,
+            "warmup_s": 0.0,
+            "cooldown_s": 0.0,
+        }
+    )
+
+
+def load_numbers(summary: dict[str, Any]) -> dict[str, Any]:
+    return {
+        "requests": summary["requests"],
+        "failed": summary["failed"],
+        "request_throughput": round(summary["request_throughput"], 3),
+        "output_throughput": round(summary["output_throughput"], 3),
+        "ttft_p50_ms": _ms(summary["ttft_s"].get("p50")),
+        "ttft_p99_ms": _ms(summary["ttft_s"].get("p99")),
+        "e2e_p50_ms": _ms(summary["e2el_s"].get("p50")),
+        "e2e_p99_ms": _ms(summary["e2el_s"].get("p99")),
+    }
+
+
+def gate_of(recipe: Recipe) -> QualityGate:
+    gate = recipe.dossier.decision.quality_gate
+    if not isinstance(gate, QualityGate):
+        raise ValueError(
+            f"{recipe.id}@{recipe.version} has a free-text quality_gate: a rollout needs a "
+            "structured one (eval, checks)"
+        )
+    return gate
+
+
+class Rollouts:
+    def __init__(self, live: Live, root: Path = ROLLOUTS, log=print):
+        self.live = live
+        self.root = root
+        self.log = log
+
+    def _traffic(self, record: RolloutRecord, scenario: str | None) -> Traffic:
+        if scenario == "none":
+            return Traffic(None, "")
+        task = str(load_recipe(_ref(record.candidate)).task)
+        name = scenario or DEFAULT_TRAFFIC.get(task)
+        return Traffic(load_scenario(name) if name else None, self.live.url())
+
+    def plan(self, ref: str, mode: str = "canary", weight: float = 0.1) -> RolloutRecord:
+        recipe = load_recipe(ref)
+        gate_of(recipe)
+        config = self.live.config()
+        serve_config.start(config, recipe, mode, weight)  # raises if it cannot start
+        current = serve_config.platform_pools(config)[recipe.id]["recipe"]
+        current_ref = load_recipe(f"{current['id']}@{current['version']}")
+        routing = serve_config.routing_for(recipe, mode, weight)
+        record = new_record(
+            recipe.id,
+            recipe.model.name,
+            current_ref.ref,
+            recipe.ref,
+            candidate_name=routing.candidate_name,
+            candidate_app=routing.candidate_app,
+            mode=mode,
+            weight=weight,
+        )
+        record.save(self.root)
+        return record
+
+    def record(self, pool: str, promoted_too: bool = False) -> RolloutRecord:
+        record = latest(pool, self.root, active_only=not promoted_too)
+        if record is not None and not record.active and record.state != "promoted":
+            record = None
+        if record is None:
+            raise ValueError(f"no rollout in progress for pool '{pool}' under {self.root}")
+        return record
+
+    def _step(
+        self,
+        record: RolloutRecord,
+        step: str,
+        config: dict,
+        wait_for: list[str],
+        traffic: str | None,
+    ) -> dict[str, Any]:
+        with self._traffic(record, traffic) as t:
+            took = self.live.apply(config, wait_for)
+            self._wait_routing(record, step)
+            time.sleep(2.0)  # traffic keeps flowing a moment after the switch
+        detail = {"deploy_s": round(took, 1), "traffic": t.summary()}
+        self.log(f"{step}: {detail}")
+        return detail
+
+    def _wait_routing(self, record: RolloutRecord, step: str, timeout_s: float = 120) -> None:
+        """The Gateway reconfigures after Serve reports the application running: wait until
+        /v1/models shows the routing this step asked for."""
+        deadline = time.monotonic() + timeout_s
+        want = step in ("start", "weight", "promote")
+        while time.monotonic() < deadline:
+            listed = httpx.get(f"{self.live.url()}/v1/models", timeout=10).json()
+            card = next((c for c in listed["data"] if c["id"] == record.model), None)
+            shown = card is not None and any(record.candidate_name in p for p in card["pools"])
+            if shown == want:
+                return
+            time.sleep(0.5)
+        raise TimeoutError(f"the Gateway did not apply '{step}' within {timeout_s:.0f}s")
+
+    def start(self, record: RolloutRecord, traffic: str | None = None) -> RolloutRecord:
+        recipe = load_recipe(_ref(record.candidate))
+        live = self.live.config()
+        # 1. the candidate's application alone: it starts while the Gateway routes nothing to it
+        from app.launcher import LaunchError
+
+        try:
+            with self._traffic(record, traffic) as t:
+                took = self.live.apply(
+                    serve_config.start(live, recipe, record.mode, record.weight, route=False),
+                    [APP_NAME, record.candidate_app],
+                )
+        except LaunchError as e:
+            # it never took traffic: remove its application and say why
+            self.live.apply(serve_config.abort(live, record.pool), [APP_NAME])
+            record.advance(
+                "rollback",
+                {"traffic": t.summary(), "error": str(e)[-2000:]},
+                decision=f"candidate failed to start: {str(e)[:300]}",
+            )
+            record.save(self.root)
+            return record
+        launched = {"deploy_s": round(took, 1), "traffic": t.summary()}
+        self.log(f"candidate running: {launched}")
+        # 2. the Gateway routes its share (or its mirrored copy) to it
+        config = serve_config.start(live, recipe, record.mode, record.weight)
+        _write_config(self.root, record, "start", config)
+        detail = self._step(record, "start", config, [APP_NAME, record.candidate_app], traffic)
+        record.advance("start", {"candidate_start": launched, **detail})
+        record.save(self.root)
+        return record
+
+    def reweight(self, record: RolloutRecord, weight: float, traffic: str | None = None):
+        config = serve_config.reroute(self.live.config(), record.pool, weight=weight)
+        detail = self._step(record, "weight", config, [APP_NAME], traffic)
+        record.advance("weight", {**detail, "weight": weight}, weight=weight)
+        record.save(self.root)
+        return record
+
+    def load_compare(self, record: RolloutRecord, duration_s: float, scenario: str | None = None):
+        """`ops.loadgen` on both pools at once, same scenario, same run: latency and
+        throughput of each version, kept in the record's evals under `load`."""
+        task = str(load_recipe(_ref(record.candidate)).task)
+        name = scenario or DEFAULT_TRAFFIC.get(task)
+        if name is None:
+            return None
+        pools = {"candidate": record.candidate_name, "current": record.pool}
+        both = side_by_side(load_scenario(name), pools, duration_s)
+        result = asyncio.run(run_http(both, self.live.url(), None, progress=False))
+        numbers = {side: load_numbers(result.summary[side]) for side in pools}
+        numbers["scenario"] = name
+        numbers["duration_s"] = duration_s
+        self.log(f"load, side by side: {numbers}")
+        return numbers
+
+    def evaluate(self, record: RolloutRecord, load_s: float = 0.0) -> dict[str, Any]:
+        recipe = load_recipe(_ref(record.candidate))
+        gate = gate_of(recipe)
+        eval_set = evals.load_eval(gate.eval)
+        pools = {"candidate": record.candidate_name, "current": record.pool}
+        with httpx.Client(base_url=self.live.url(), timeout=300) as client:
+            metrics = evals.run_eval(
+                eval_set, record.model, pools, evals.http_sender(client), str(recipe.task)
+            )
+        if load_s > 0:
+            metrics["load"] = self.load_compare(record, load_s)
+        result = evals.verdict(gate, metrics)
+        record.advance(
+            "eval",
+            {"eval": gate.eval, "passed": result["passed"]},
+            evals={"eval": gate.eval, **metrics},
+            verdict=result,
+        )
+        record.save(self.root)
+        self.log(f"verdict: {'pass' if result['passed'] else 'FAIL'} {result['checks']}")
+        return result
+
+    def promote(self, record: RolloutRecord, traffic: str | None = None, why: str = "") -> None:
+        config = serve_config.promote(self.live.config(), record.pool)
+        _write_config(self.root, record, "promote", config)
+        detail = self._step(record, "promote", config, [APP_NAME, record.candidate_app], traffic)
+        record.advance("promote", detail, decision=why or "promoted by an operator")
+        record.save(self.root)
+
+    def abort(
+        self, record: RolloutRecord, traffic: str | None = None, why: str = "", rollback=False
+    ) -> None:
+        step = "rollback" if rollback else "revert" if record.state == "promoted" else "abort"
+        config = serve_config.abort(self.live.config(), record.pool, record.candidate_app)
+        _write_config(self.root, record, step, config)
+        detail = self._step(record, "abort", config, [APP_NAME], traffic)
+        record.advance(step, detail, decision=why or f"{step} by an operator")
+        record.save(self.root)
+
+    def decide(self, record: RolloutRecord, auto_promote: bool, traffic: str | None = None):
+        """After an eval: a failed gate rolls back at once; a pass promotes with auto_promote."""
+        verdict = record.verdict or {}
+        failed = [c for c in verdict.get("checks", []) if not c["passed"]]
+        if not verdict.get("passed"):
+            why = "gate failed: " + "; ".join(
+                f"{c['metric']} {_fmt(c['candidate'])}"
+                + ("" if c["current"] is None else f" (current {_fmt(c['current'])})")
+                + f" breaks '{c['rule']}'"
+                for c in failed
+            )
+            self.abort(record, traffic, why=why, rollback=True)
+        elif auto_promote:
+            self.promote(record, traffic, why="gate passed: promoted automatically (--auto)")
+
+
+def _fmt(value: Any) -> str:
+    return "n/a" if value is None else f"{value:.6g}"
+
+
+def _ref(full: str) -> str:
+    """'id@3+abcdef' -> 'id@3'."""
+    return full.split("+", 1)[0]
+
+
+def _write_config(root: Path, record: RolloutRecord, step: str, config: dict) -> Path:
+    """The Serve config a step submitted, beside the record (what `serve deploy` would take)."""
+    path = root / f"{record.id}.{step}.serve.yaml"
+    path.write_text(yaml.safe_dump(config, sort_keys=False, width=100))
+    return path

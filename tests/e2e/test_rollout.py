@@ -1,0 +1,175 @@
+"""Rollouts on the real app: a candidate embeddings pool (embed-minilm-cpu@3, its own Serve
+application) beside the current one, driven by ops.rollout through Serve's config API with
+ops.loadgen traffic on the alias during every step.
+
+Checked: the canary share over N requests (within 3 binomial standard deviations), the x-pool
+header, fallback to the current pool when the candidate's replica is killed with requests in
+flight (and its counter), shadow copies, and that start, abort, promote and revert fail no
+request and restart no replica of the platform application.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import math
+
+import httpx
+import pytest
+
+from ops.recipes.render import APP_NAME
+from ops.rollout.runner import Live, Rollouts
+
+CANDIDATE = "embed-minilm-cpu@3"
+POOL = "embed-minilm-cpu"
+CANDIDATE_POOL = "embed-minilm-cpu--v3"
+ALIAS = "text-embedding-minilm"
+
+
+@pytest.fixture
+def rollouts(serve_app, tmp_path) -> Rollouts:
+    return Rollouts(Live(), root=tmp_path, log=print)
+
+
+def platform_replicas() -> dict[str, list[str]]:
+    from ray.serve.context import _connect
+
+    details = _connect().get_serve_details()["applications"][APP_NAME]["deployments"]
+    return {name: sorted(r["replica_id"] for r in d["replicas"]) for name, d in details.items()}
+
+
+def served_by(http: httpx.Client, n: int) -> list[str]:
+    pools = []
+    for i in range(n):
+        r = http.post("/v1/embeddings", json={"model": ALIAS, "input": [f"text {i}"]})
+        assert r.status_code == 200, r.text
+        pools.append(r.headers["x-pool"])
+    return pools
+
+
+def no_failures(step: dict) -> None:
+    traffic = step["traffic"]
+    assert traffic["requests"] > 0, step
+    assert traffic["failed"] == 0, traffic
+
+
+def test_canary_share_fallback_and_abort_under_traffic(rollouts, http):
+    before = platform_replicas()
+    record = rollouts.plan(CANDIDATE, "canary", 0.5)
+    rollouts.start(record)
+    assert record.state == "started"
+    no_failures(record.steps[-1].detail)
+    no_failures(record.steps[-1].detail["candidate_start"])
+
+    card = http.get(f"/v1/models/{ALIAS}").json()
+    assert any(CANDIDATE_POOL in p for p in card["pools"]), card
+
+    # the canary share: binomial, so within 3 standard deviations of the weight
+    n = 120
+    share = served_by(http, n).count(CANDIDATE_POOL) / n
+    assert abs(share - 0.5) <= 3 * math.sqrt(0.25 / n), share
+
+    # x-pool addresses either pool during the rollout, and the response says which answered
+    for pool in (CANDIDATE_POOL, POOL):
+        r = http.post(
+            "/v1/embeddings", json={"model": ALIAS, "input": ["hello"]}, headers={"x-pool": pool}
+        )
+        assert r.status_code == 200 and r.headers["x-pool"] == pool
+        assert r.headers["x-recipe"].startswith(CANDIDATE.split("@")[0])
+
+    # fallback: every request goes to the candidate, whose replica dies with requests in flight
+    rollouts.reweight(record, 1.0, traffic="none")
+    assert set(served_by(http, 5)) == {CANDIDATE_POOL}
+    counted_before = _counter(http, "platform_rollout_fallbacks_total", fallback=POOL)
+    statuses, pools = asyncio.run(_kill_candidate_under_load(http.base_url))
+    assert statuses == {200}, statuses
+    fell_back = pools.count(POOL)
+    assert fell_back, "no request fell back to the current pool"
+    # counted (Ray exports metrics every few seconds)
+    import time
+
+    deadline, counted = time.monotonic() + 60, counted_before
+    while time.monotonic() < deadline and counted < counted_before + fell_back:
+        time.sleep(2)
+        counted = _counter(http, "platform_rollout_fallbacks_total", fallback=POOL)
+    assert counted >= counted_before + fell_back, (counted_before, counted, fell_back)
+
+    rollouts.abort(record)
+    assert record.state == "aborted"
+    no_failures(record.steps[-1].detail)
+    assert set(served_by(http, 10)) == {POOL}
+    card = http.get(f"/v1/models/{ALIAS}").json()
+    assert not any(CANDIDATE_POOL in p for p in card["pools"])
+    # no pool restarted, and the Gateway was reconfigured in place, never replaced
+    assert platform_replicas() == before
+
+
+async def _kill_candidate_under_load(base_url) -> tuple[set[int], list[str]]:
+    import ray
+
+    names = [
+        a["name"]
+        for a in ray.util.list_named_actors(all_namespaces=True)
+        if CANDIDATE_POOL in a["name"] and "REPLICA" in a["name"]
+    ]
+    assert names, "no candidate replica actor found"
+    texts = [f"a longer passage number {i} " * 20 for i in range(32)]
+    async with httpx.AsyncClient(base_url=str(base_url), timeout=120) as client:
+        sends = [
+            asyncio.create_task(
+                client.post("/v1/embeddings", json={"model": ALIAS, "input": texts})
+            )
+            for _ in range(12)
+        ]
+        await asyncio.sleep(0.3)
+        for name in names:
+            ray.kill(ray.get_actor(name, namespace="serve"), no_restart=True)
+        responses = await asyncio.gather(*sends)
+    return {r.status_code for r in responses}, [r.headers.get("x-pool", "") for r in responses]
+
+
+def test_promote_and_revert_under_traffic(rollouts, http):
+    before = platform_replicas()
+    record = rollouts.plan(CANDIDATE, "canary", 0.1)
+    rollouts.start(record)
+    no_failures(record.steps[-1].detail)
+
+    rollouts.promote(record)
+    assert record.state == "promoted"
+    no_failures(record.steps[-1].detail)
+    assert set(served_by(http, 10)) == {CANDIDATE_POOL}
+
+    rollouts.abort(record)  # a promoted candidate is reverted: the old pool ran all along
+    assert record.state == "reverted"
+    no_failures(record.steps[-1].detail)
+    assert set(served_by(http, 10)) == {POOL}
+    assert platform_replicas() == before
+
+
+def _counter(http: httpx.Client, name: str, **labels: str) -> float:
+    total = 0.0
+    for line in http.get("/metrics").text.splitlines():
+        if line.startswith(f"ray_{name}{{") and all(
+            f'{k}="{v}"' in line for k, v in labels.items()
+        ):
+            total += float(line.rsplit(" ", 1)[1])
+    return total
+
+
+def test_shadow_mirrors_a_copy_while_the_current_pool_answers(rollouts, http):
+    import time
+
+    record = rollouts.plan(CANDIDATE, "shadow", 0.0)
+    rollouts.start(record)
+    no_failures(record.steps[-1].detail)
+    card = http.get(f"/v1/models/{ALIAS}").json()
+    assert any(CANDIDATE_POOL in p and "shadow" in p for p in card["pools"]), card
+    # the current pool answers every request; the candidate gets a copy of each
+    assert set(served_by(http, 20)) == {POOL}
+    deadline = time.monotonic() + 60
+    mirrored = 0.0
+    while time.monotonic() < deadline and mirrored < 20:
+        mirrored = _counter(http, "platform_rollout_shadow_total", pool=CANDIDATE_POOL, status="ok")
+        time.sleep(2)
+    assert mirrored >= 20, mirrored
+    rollouts.abort(record)
+    no_failures(record.steps[-1].detail)
