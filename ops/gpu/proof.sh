@@ -61,6 +61,15 @@ wait_for() {  # url timeout_s
   done
 }
 
+# Wait until an app launcher's log says it is ready (or failed), at most APP_TIMEOUT seconds.
+wait_app() {
+  local deadline=$((SECONDS + ${APP_TIMEOUT:-420}))
+  until grep -q "^ready in\|launch failed" "$1" 2>/dev/null; do
+    [ $SECONDS -gt $deadline ] && { say "app not ready in time"; break; }
+    sleep 3
+  done
+}
+
 for phase in "$@"; do
 case $phase in
 app)
@@ -190,11 +199,7 @@ print(' '.join(engine_cli_args(r.model.source.resolve(), 'dummy', r.engine)))")
     > "$RES/bare.log" 2>&1 < /dev/null 9>&- &
   setsid nohup $PY -m app.launcher "$(rendered "$SET")" > "$RES/app-$SET.log" 2>&1 < /dev/null 9>&- &
   if wait $HOLDER; then say "bare vLLM up"; else say "bare vLLM failed"; tail -30 "$RES/bare.log"; fi
-  deadline=$((SECONDS + ${APP_TIMEOUT:-420}))
-  until grep -q "^ready in\|launch failed" "$RES/app-$SET.log" 2>/dev/null; do
-    [ $SECONDS -gt $deadline ] && { say "app not ready in time"; break; }
-    sleep 3
-  done
+  wait_app "$RES/app-$SET.log"
   grep -E "ready in|launch failed|HEALTHY" "$RES/app-$SET.log" | tail -5
   curl -s $APP/v1/models | $PY -c "import json,sys; print(*sorted({m['recipe'] for m in json.load(sys.stdin)['data']}))" | tee "$FAIR/recipes.txt"
   say "app $SET up"
@@ -212,11 +217,7 @@ swap-app)
   sleep 3; nvidia-smi --query-gpu=memory.used --format=csv,noheader
   curl -sf $BARE/health >/dev/null && say "bare vLLM still up" || say "BARE vLLM IS GONE"
   setsid nohup $PY -m app.launcher "$(rendered "$SET")" > "$RES/app-$SET.log" 2>&1 < /dev/null &
-  deadline=$((SECONDS + ${APP_TIMEOUT:-420}))
-  until grep -q "^ready in\|launch failed" "$RES/app-$SET.log" 2>/dev/null; do
-    [ $SECONDS -gt $deadline ] && { say "app not ready in time"; break; }
-    sleep 3
-  done
+  wait_app "$RES/app-$SET.log"
   grep -E "ready in|launch failed" "$RES/app-$SET.log" | tail -3
   say "app $SET up"
   $PY -m ops.gpu.fair kv "$RES/bare.log" "$RES/app-$SET.log" --out "$FAIR/$SET" || { say "KV CACHE CHECK FAILED"; exit 3; }
