@@ -169,13 +169,13 @@ class LLMClient(PoolClient):
     def __init__(self, spec: RecipeSpec, handle: DeploymentHandle):
         super().__init__(spec, handle)
         streaming = handle.options(stream=True)
-        self._methods = {"chat": streaming.chat, "completion": streaming.completion}
+        self._chat, self._completion = streaming.chat, streaming.completion
 
     async def chat(self, body: dict[str, Any], context: CallContext) -> AsyncIterator[Any]:
-        return await self._stream(self._methods["chat"].remote(body, context))
+        return await self._stream(self._chat.remote(body, context))
 
     async def completion(self, body: dict[str, Any], context: CallContext) -> AsyncIterator[Any]:
-        return await self._stream(self._methods["completion"].remote(body, context))
+        return await self._stream(self._completion.remote(body, context))
 
     async def _stream(self, generator: Any) -> AsyncIterator[Any]:
         try:
