@@ -30,7 +30,7 @@ INFINITY_STAMP := $(INFINITY_VENV)/.deps-installed
 PEERS_ARGS ?=
 MODELS_STAMP := .models/.prepared
 
-.PHONY: help install models serve stop status test test-unit lint fmt bench bench-peers \
+.PHONY: help install models serve stop status rollout test test-unit lint fmt bench bench-peers \
         recipes-validate recipes-render recipes-check lock clean
 
 help: ## List the targets
@@ -67,6 +67,10 @@ stop: ## Stop anything `make serve` or the tests left running
 
 status: ## Show Serve application and deployment status
 	$(VENV)/bin/serve status
+
+ROLLOUT_ARGS := $(if $(ARGS),$(ARGS),--help)
+rollout: ## Roll a recipe version out on the app `make serve` runs: make rollout ARGS="start embed-minilm-cpu@3 --auto" (plan|start|status|weight|eval|promote|abort)
+	$(PY) -m ops.rollout $(ROLLOUT_ARGS)
 
 test: install ## Install what is needed and run the whole test suite
 	@command -v espeak-ng >/dev/null && command -v sox >/dev/null || \

@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import argparse
 import contextlib
+import json
 import os
 import signal
 import socket
@@ -25,12 +26,53 @@ from pathlib import Path
 
 import yaml
 
+from recipes.paths import PROJECT_ROOT
 from recipes.schema import GatewaySpec
 
 SCHEDULING_HINT = "to be scheduled"
 # In-flight requests get this long to finish on SIGINT/SIGTERM before Ray itself goes down
 # (Serve's own shutdown can wait 30 s for a direct-ingress Gateway to drain).
 GRACEFUL_SHUTDOWN_S = 15.0
+
+
+# Where a running launcher says how to reach it (`make rollout` / `python -m ops.rollout` read
+# it, so an operator need not copy the Ray address). PLATFORM_STATE_FILE overrides it.
+STATE_FILE = PROJECT_ROOT / ".run" / "platform.json"
+
+
+def state_file() -> Path:
+    return Path(os.environ.get("PLATFORM_STATE_FILE", STATE_FILE))
+
+
+def write_state(ray_address: str, url: str, config: Path) -> Path:
+    path = state_file()
+    path.parent.mkdir(parents=True, exist_ok=True)
+    state = {"ray_address": ray_address, "url": url, "pid": os.getpid(), "config": str(config)}
+    path.write_text(json.dumps(state, indent=2) + "\n")
+    return path
+
+
+def read_state() -> dict | None:
+    """The running launcher's state, or None when there is none (or its process is gone)."""
+    path = state_file()
+    if not path.exists():
+        return None
+    state = json.loads(path.read_text())
+    try:
+        os.kill(state["pid"], 0)
+    except (ProcessLookupError, KeyError):
+        return None
+    except PermissionError:
+        pass  # alive, another user's
+    return state
+
+
+def clear_state() -> None:
+    """Remove the state file if this process wrote it."""
+    path = state_file()
+    with contextlib.suppress(FileNotFoundError, ValueError, KeyError):
+        if json.loads(path.read_text())["pid"] == os.getpid():
+            path.unlink()
 
 
 class LaunchError(RuntimeError):
@@ -261,8 +303,13 @@ def main(argv: list[str] | None = None) -> int:
                 "dashboard: http://127.0.0.1:8265",
                 flush=True,
             )
-        # What `python -m ops.rollout --address` (or RAY_ADDRESS) connects to.
-        print(f"ray address: {ray.get_runtime_context().gcs_address}", flush=True)
+        # What `make rollout` / `python -m ops.rollout` connect to (or --address / RAY_ADDRESS).
+        address = ray.get_runtime_context().gcs_address
+        if owns_ray:
+            state = write_state(address, f"http://{http.host}:{http.port}", opts.config)
+            print(f"ray address: {address} (in {state})", flush=True)
+        else:
+            print(f"ray address: {address}", flush=True)
         if owns_ray:
             while not stop.wait(1.0):
                 pass
@@ -271,6 +318,7 @@ def main(argv: list[str] | None = None) -> int:
         code = 1
     finally:
         if owns_ray:
+            clear_state()
             stopper = threading.Thread(target=serve.shutdown, daemon=True)
             stopper.start()
             stopper.join(GRACEFUL_SHUTDOWN_S)

@@ -102,9 +102,16 @@ class Rollout:
     current: Pool
     candidate: Pool
 
+    @property
+    def drained(self) -> bool:
+        """Promoted, and the current pool scaled to zero: the candidate alone serves."""
+        return self.routing.current_drained
+
     def route(self, explicit: str | None, draw: Callable[[], float]) -> Route:
         if explicit == self.candidate.id:
             return Route(self.candidate)  # an eval addresses each pool: no fallback
+        if self.drained:
+            return Route(self.candidate)  # no replica left to fall back on (or to address)
         if explicit == self.current.id:
             return Route(self.current)
         mode = self.routing.mode
@@ -199,7 +206,7 @@ class ModelRegistry:
                     created=self.created,
                     task=model.task,
                     root=model.id,
-                    recipe=default.spec.ref,
+                    recipe=self._serving(default).spec.ref,
                     pools=[p for pool in model.pools for p in self._listed(pool)],
                 )
             )
@@ -210,21 +217,34 @@ class ModelRegistry:
                     created=self.created,
                     task=self.models[pool.model].task,
                     root=pool.model,
-                    recipe=pool.spec.ref,
+                    recipe=self._serving(pool).spec.ref,
                     pools=self._listed(pool),
                 )
             )
         return ModelList(data=cards)
 
-    def _listed(self, pool: Pool) -> list[str]:
-        """`profile:ref` of a pool, and of its candidate during a rollout (with its share)."""
-        entries = [f"{pool.spec.profile}:{pool.spec.ref}"]
+    def _serving(self, pool: Pool) -> Pool:
+        """The pool that answers `pool`'s requests by default: its promoted candidate, if any."""
         rollout = self.rollouts.get(pool.id)
-        if rollout is not None:
-            r = rollout.routing
-            share = f"{r.weight:g}" if r.mode == "canary" else r.mode
-            entries.append(
-                f"{rollout.candidate.spec.profile}:{rollout.candidate.spec.ref} "
-                f"(candidate {rollout.candidate.id}, {share})"
-            )
-        return entries
+        if rollout is not None and rollout.routing.mode == "promoted":
+            return rollout.candidate
+        return pool
+
+    def _listed(self, pool: Pool) -> list[str]:
+        """`profile:ref` of a pool, and of its candidate during a rollout (with its share).
+        A promoted candidate whose current pool was drained is listed alone."""
+        rollout = self.rollouts.get(pool.id)
+        if rollout is None:
+            return [f"{pool.spec.profile}:{pool.spec.ref}"]
+        candidate = rollout.candidate
+        if rollout.drained:
+            return [
+                f"{candidate.spec.profile}:{candidate.spec.ref} "
+                f"(pool {candidate.id}, promoted; {pool.id} drained)"
+            ]
+        r = rollout.routing
+        share = f"{r.weight:g}" if r.mode == "canary" else r.mode
+        return [
+            f"{pool.spec.profile}:{pool.spec.ref}",
+            f"{candidate.spec.profile}:{candidate.spec.ref} (candidate {candidate.id}, {share})",
+        ]

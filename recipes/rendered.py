@@ -73,7 +73,9 @@ class RolloutRouting(BaseModel):
 
     canary: a `weight` share of the current pool's requests goes to the candidate (a failed
     candidate call is retried once on the current pool); shadow: the current pool answers and
-    the candidate gets a copy whose answer is dropped; promoted: the candidate answers all.
+    the candidate gets a copy whose answer is dropped; promoted: the candidate answers all
+    (a failed call retried on the current pool until `current_drained`: the current pool is
+    scaled to zero replicas then, so nothing may go to it any more).
     """
 
     model_config = ConfigDict(extra="forbid")
@@ -84,6 +86,13 @@ class RolloutRouting(BaseModel):
     candidate: LaunchedRecipe
     mode: Literal["canary", "shadow", "promoted"] = "canary"
     weight: float = Field(0.0, ge=0, le=1)
+    current_drained: bool = False
+
+    @model_validator(mode="after")
+    def _drained_after_promote(self) -> RolloutRouting:
+        if self.current_drained and self.mode != "promoted":
+            raise ValueError("only a promoted candidate's current pool can be drained")
+        return self
 
 
 class GatewayConfig(BaseModel):

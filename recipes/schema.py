@@ -167,8 +167,16 @@ GateMetric = Literal[
     "norm_deviation",  # embeddings: largest |candidate norm / current norm - 1| (scale changes)
     "wer",  # speech: word error rate on generated speech
     "latency_p50_ratio",  # candidate / current request latency on the same eval inputs
+    # Under load: ops.loadgen on the same scenario against both versions in the same run
+    # (TTFT for chat and completion, request latency otherwise), in ms:
+    "load_p50_ms",
+    "load_p99_ms",  # also gated against the recipe's SLO with compare "slo"
+    "load_p99_ratio",  # candidate / current p99 under the same load
 ]
-LOWER_IS_BETTER: frozenset[str] = frozenset({"wer", "latency_p50_ratio", "norm_deviation"})
+LOAD_METRICS: frozenset[str] = frozenset({"load_p50_ms", "load_p99_ms", "load_p99_ratio"})
+LOWER_IS_BETTER: frozenset[str] = frozenset(
+    {"wer", "latency_p50_ratio", "norm_deviation", *LOAD_METRICS}
+)
 # Measured on the candidate only against the current version: no "current" value to compare.
 AGAINST_CURRENT: frozenset[str] = frozenset(
     {
@@ -177,11 +185,12 @@ AGAINST_CURRENT: frozenset[str] = frozenset(
         "min_cosine_agreement",
         "norm_deviation",
         "latency_p50_ratio",
+        "load_p99_ratio",
     }
 )
 TASK_METRICS: dict[str, frozenset[str]] = {
-    "chat": frozenset({"accuracy", "agreement", "latency_p50_ratio"}),
-    "completion": frozenset({"accuracy", "agreement", "latency_p50_ratio"}),
+    "chat": frozenset({"accuracy", "agreement", "latency_p50_ratio", *LOAD_METRICS}),
+    "completion": frozenset({"accuracy", "agreement", "latency_p50_ratio", *LOAD_METRICS}),
     "embed": frozenset(
         {
             "recall_at_5",
@@ -190,10 +199,19 @@ TASK_METRICS: dict[str, frozenset[str]] = {
             "min_cosine_agreement",
             "norm_deviation",
             "latency_p50_ratio",
+            *LOAD_METRICS,
         }
     ),
-    "rerank": frozenset({"ndcg_at_10", "latency_p50_ratio"}),
-    "transcribe": frozenset({"wer", "latency_p50_ratio"}),
+    "rerank": frozenset({"ndcg_at_10", "latency_p50_ratio", *LOAD_METRICS}),
+    "transcribe": frozenset({"wer", "latency_p50_ratio", *LOAD_METRICS}),
+}
+# The SLO field a load_p99_ms check with compare "slo" reads (TTFT where a task streams).
+SLO_FIELD: dict[str, str] = {
+    "chat": "ttft_p99_ms",
+    "completion": "ttft_p99_ms",
+    "embed": "e2e_p99_ms",
+    "rerank": "e2e_p99_ms",
+    "transcribe": "e2e_p99_ms",
 }
 
 
@@ -203,11 +221,13 @@ class GateCheck(Strict):
     compare "current": the candidate may be at most `tolerance` worse than the current version
     on the same inputs. compare "absolute": the candidate's value must reach `threshold`
     (at least, or at most for lower-is-better metrics); metrics measured against the current
-    version (agreement, cosine agreement, latency ratio) only compare so.
+    version (agreement, cosine agreement, latency ratios) only compare so. compare "slo"
+    (load_p99_ms only): at most the recipe's own p99 SLO (`slo.ttft_p99_ms` for chat,
+    `slo.e2e_p99_ms` otherwise), which the caller passes as `threshold` of `passes`.
     """
 
     metric: GateMetric
-    compare: Literal["current", "absolute"] = "current"
+    compare: Literal["current", "absolute", "slo"] = "current"
     tolerance: float = Field(0.0, ge=0)
     threshold: float | None = None
 
@@ -220,15 +240,19 @@ class GateCheck(Strict):
                 f"{self.metric} is measured against the current version already: "
                 "use compare 'absolute' with a threshold"
             )
-        if self.compare == "current" and self.threshold is not None:
+        if self.compare != "absolute" and self.threshold is not None:
             raise ValueError(f"{self.metric}: a threshold needs compare 'absolute'")
+        if self.compare == "slo" and self.metric != "load_p99_ms":
+            raise ValueError(f"{self.metric}: compare 'slo' gates load_p99_ms only")
         return self
 
-    def passes(self, candidate: float, current: float | None) -> bool:
+    def passes(self, candidate: float, current: float | None, slo: float | None = None) -> bool:
         lower = self.metric in LOWER_IS_BETTER
-        if self.compare == "absolute":
-            assert self.threshold is not None
-            return candidate <= self.threshold if lower else candidate >= self.threshold
+        if self.compare in ("absolute", "slo"):
+            threshold = self.threshold if self.compare == "absolute" else slo
+            if threshold is None:
+                return False
+            return candidate <= threshold if lower else candidate >= threshold
         if current is None:
             return False
         return (
@@ -237,8 +261,10 @@ class GateCheck(Strict):
             else candidate >= current - self.tolerance
         )
 
-    def describe(self) -> str:
+    def describe(self, slo: float | None = None) -> str:
         op = "<=" if self.metric in LOWER_IS_BETTER else ">="
+        if self.compare == "slo":
+            return f"{self.metric} {op} the recipe's p99 SLO" + ("" if slo is None else f" {slo:g}")
         if self.compare == "absolute":
             return f"{self.metric} {op} {self.threshold:g}"
         sign = "+" if self.metric in LOWER_IS_BETTER else "-"
@@ -349,7 +375,15 @@ class Recipe(RecipeSpec):
                 f"quality_gate metrics {wrong} do not apply to task '{self.task}' "
                 f"(it has: {', '.join(sorted(allowed))})"
             )
+        field = SLO_FIELD[str(self.task)]
+        if any(c.compare == "slo" for c in gate.checks) and getattr(self.slo, field) is None:
+            raise ValueError(f"quality_gate compares load_p99_ms to the SLO: set slo.{field}")
         return self
+
+    @property
+    def slo_p99_ms(self) -> float | None:
+        """The p99 SLO a load_p99_ms check with compare 'slo' holds the candidate to."""
+        return getattr(self.slo, SLO_FIELD[str(self.task)])
 
     @property
     def spec(self) -> RecipeSpec:

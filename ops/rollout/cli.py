@@ -10,7 +10,8 @@ alias now, compare it, and promote or abort it, on the running application.
     promote POOL / abort POOL    the candidate takes all traffic and the old pool is drained /
                                  the candidate is removed
 
-Connects to the Ray cluster at --address (or RAY_ADDRESS; `python -m app.launcher` prints it).
+Connects to the Ray cluster at --address, or RAY_ADDRESS, or else the one `make serve`
+(`python -m app.launcher`) runs: it writes its address to .run/platform.json.
 """
 
 from __future__ import annotations
@@ -27,7 +28,9 @@ from ops.rollout.state import TransitionError
 
 app = typer.Typer(help=__doc__, no_args_is_help=True, add_completion=False)
 
-ADDRESS = typer.Option(None, help="Ray cluster address (default: RAY_ADDRESS)")
+ADDRESS = typer.Option(
+    None, help="Ray cluster address (default: RAY_ADDRESS, else .run/platform.json)"
+)
 TRAFFIC = typer.Option(
     None, help="ops.loadgen scenario run during each step (default per task; 'none' for none)"
 )
@@ -36,9 +39,15 @@ TRAFFIC = typer.Option(
 def _connect(address: str | None) -> Rollouts:
     import ray
 
-    address = address or os.environ.get("RAY_ADDRESS")
+    from app.launcher import read_state, state_file
+
+    state = read_state()
+    address = address or os.environ.get("RAY_ADDRESS") or (state or {}).get("ray_address")
     if not address:
-        _fail("give --address (or RAY_ADDRESS): the Ray cluster the application runs on")
+        _fail(
+            f"no running application found ({state_file()} is written by `make serve` / "
+            "`python -m app.launcher`): start one, or give --address (or RAY_ADDRESS)"
+        )
     ray.init(address=address, namespace="serve", log_to_driver=False, logging_level="WARNING")
     return Rollouts(Live(), log=typer.echo)
 

@@ -11,7 +11,8 @@ Eval sets ship in ops/evals/<name>.json. Metrics:
 - rerank: nDCG@10 of the pool's scores;
 - speech: mean word error rate on generated speech;
 - every task: latency_p50_ratio, candidate / current median request latency on the same inputs,
-  sent alternately one at a time.
+  sent alternately one at a time; and under load (`ops.loadgen`, both versions in the same
+  run): load_p50_ms / load_p99_ms (TTFT for chat) and load_p99_ratio.
 """
 
 from __future__ import annotations
@@ -248,17 +249,32 @@ def _speech(eval_set: dict, model: str, pools: dict[str, str], send: Send) -> di
 # --- the gate -------------------------------------------------------------------------------------
 
 
-def verdict(gate: QualityGate, metrics: dict[str, Any]) -> dict[str, Any]:
-    """Each check with its numbers, and pass only when every check passes."""
+def add_load_metrics(metrics: dict[str, Any], load: dict[str, Any]) -> None:
+    """The gate's latency-under-load metrics from a side-by-side load run: each side's p50
+    and p99 (TTFT for chat, request latency otherwise) and the candidate's p99 ratio."""
+    key = "ttft" if load["gated_latency"].startswith("ttft") else "e2e"
+    for side in ("candidate", "current"):
+        metrics[side]["load_p50_ms"] = load[side][f"{key}_p50_ms"]
+        metrics[side]["load_p99_ms"] = load[side][f"{key}_p99_ms"]
+    cand, cur = metrics["candidate"]["load_p99_ms"], metrics["current"]["load_p99_ms"]
+    metrics["candidate"]["load_p99_ratio"] = (
+        None if cand is None or not cur else round(cand / cur, 4)
+    )
+
+
+def verdict(gate: QualityGate, metrics: dict[str, Any], slo: float | None = None) -> dict:
+    """Each check with its numbers, and pass only when every check passes. `slo`: the recipe's
+    p99 SLO in ms, the threshold of a check with compare 'slo'."""
     checks = []
     for check in gate.checks:
         candidate = metrics["candidate"].get(check.metric)
-        current = None if check.metric in AGAINST_CURRENT else metrics["current"].get(check.metric)
-        ok = candidate is not None and check.passes(candidate, current)
+        against = check.metric in AGAINST_CURRENT or check.compare == "slo"
+        current = None if against else metrics["current"].get(check.metric)
+        ok = candidate is not None and check.passes(candidate, current, slo)
         checks.append(
             {
                 "metric": check.metric,
-                "rule": check.describe(),
+                "rule": check.describe(slo),
                 "candidate": candidate,
                 "current": current,
                 "passed": ok,

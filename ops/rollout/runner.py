@@ -4,7 +4,6 @@ during the step, compare quality, apply the gate, write the record."""
 
 from __future__ import annotations
 
-import asyncio
 import json
 import threading
 import time
@@ -15,17 +14,28 @@ from typing import Any
 import httpx
 import yaml
 
+from ops.loadgen.cli import execute
 from ops.loadgen.metrics import RequestRecord, summarize
-from ops.loadgen.runner import run_http
 from ops.loadgen.scenario import Scenario, load_scenario
 from ops.recipes.render import APP_NAME
 from ops.rollout import evals, serve_config
 from ops.rollout.state import ROLLOUTS, RolloutRecord, latest, new_record
 from recipes.loader import load_recipe
-from recipes.schema import QualityGate, Recipe
+from recipes.schema import LOAD_METRICS, QualityGate, Recipe
 
 # The traffic scenario of a pool's task when none is given.
-DEFAULT_TRAFFIC = {"chat": "rollout-chat", "embed": "rollout-embed"}
+DEFAULT_TRAFFIC = {
+    "chat": "rollout-chat",
+    "embed": "rollout-embed",
+    "rerank": "rollout-rerank",
+    "transcribe": "rollout-stt",
+}
+# Latency under load: seconds of side-by-side load when a gate checks it and none was asked
+# for, split in this many rounds.
+DEFAULT_LOAD_S = 30.0
+LOAD_ROUNDS = 3
+# Tasks whose gated latency under load is the time to first token.
+STREAMED_TASKS = frozenset({"chat", "completion"})
 
 
 class Live:
@@ -76,6 +86,34 @@ class Live:
         gateway = GatewaySpec(ready_timeout_s=timeout_s, schedule_timeout_s=schedule_timeout_s)
         return wait_until_running(wait_for, gateway, log=lambda *_: None)
 
+    def scale(self, app: str, deployment: str, replicas: int) -> None:
+        """Serve's scale API (what `POST /api/v1/applications/{app}/deployments/{name}/scale`
+        calls): a new replica count for one deployment of an application with
+        `external_scaler_enabled`, applied without touching its version."""
+        import ray
+        from ray.serve._private.common import DeploymentID
+
+        ray.get(
+            self.client._controller.update_deployment_replicas.remote(
+                DeploymentID(name=deployment, app_name=app), replicas
+            )
+        )
+
+    def replicas(self, app: str, deployment: str) -> list[dict[str, Any]]:
+        details = self.client.get_serve_details()["applications"][app]["deployments"]
+        return json.loads(json.dumps(details[deployment]["replicas"], default=_plain))
+
+    def wait_replicas(self, app: str, deployment: str, running: int, timeout_s: float = 300):
+        """Until the deployment has exactly `running` replicas, all RUNNING (zero: every
+        replica stopped, after its in-flight requests finished). Returns the seconds it took."""
+        start = time.monotonic()
+        while time.monotonic() - start < timeout_s:
+            states = [r["state"] for r in self.replicas(app, deployment)]
+            if len(states) == running and all(s == "RUNNING" for s in states):
+                return time.monotonic() - start
+            time.sleep(0.5)
+        raise TimeoutError(f"{app}/{deployment}: not {running} running replicas in {timeout_s}s")
+
 
 class Traffic:
     """`ops.loadgen` runs of a scenario, one after another, until stopped: steady traffic on the
@@ -100,8 +138,7 @@ class Traffic:
         assert self.scenario is not None
         one = self.scenario.model_copy(update={"warmup_s": 0.0, "cooldown_s": 0.0})
         while not self._stop.is_set():
-            result = asyncio.run(run_http(one, self.url, None, progress=False))
-            self.records.extend(result.records)
+            self.records.extend(execute(one, self.url, progress=False).records)
 
     def __exit__(self, *exc: Any) -> None:
         self._stop.set()
@@ -235,14 +272,19 @@ class Rollouts:
 
     def _wait_routing(self, record: RolloutRecord, step: str, timeout_s: float = 120) -> None:
         """The Gateway reconfigures after Serve reports the application running: wait until
-        /v1/models shows the routing this step asked for."""
+        /v1/models shows the routing this step asked for (the candidate listed or not; after
+        a drain, listed alone)."""
         deadline = time.monotonic() + timeout_s
-        want = step in ("start", "weight", "promote")
         while time.monotonic() < deadline:
             listed = httpx.get(f"{self.live.url()}/v1/models", timeout=10).json()
             card = next((c for c in listed["data"] if c["id"] == record.model), None)
-            shown = card is not None and any(record.candidate_name in p for p in card["pools"])
-            if shown == want:
+            pools = card["pools"] if card is not None else []
+            shown = any(record.candidate_name in p for p in pools)
+            if step == "drain":
+                done = shown and len(pools) == 1 and "drained" in pools[0]
+            else:
+                done = shown == (step in ("start", "weight", "promote"))
+            if done:
                 return
             time.sleep(0.5)
         raise TimeoutError(f"the Gateway did not apply '{step}' within {timeout_s:.0f}s")
@@ -286,20 +328,46 @@ class Rollouts:
         record.save(self.root)
         return record
 
-    def load_compare(self, record: RolloutRecord, duration_s: float, scenario: str | None = None):
-        """`ops.loadgen` on both pools at once, same scenario, same run: latency and
-        throughput of each version, kept in the record's evals under `load`."""
+    def load_compare(
+        self,
+        record: RolloutRecord,
+        duration_s: float,
+        scenario: str | None = None,
+        rounds: int = LOAD_ROUNDS,
+    ) -> dict[str, Any] | None:
+        """`ops.loadgen` on both pools in the same run, same scenario: each round runs the
+        scenario's load shape once per pool at the same time (addressed by x-pool), after a
+        discarded warm-up round. Each side's p50/p99 (TTFT for chat) over every round's
+        requests feed the gate; each round's numbers are kept too (their spread)."""
         task = str(load_recipe(_ref(record.candidate)).task)
         name = scenario or DEFAULT_TRAFFIC.get(task)
         if name is None:
             return None
         pools = {"candidate": record.candidate_name, "current": record.pool}
-        both = side_by_side(load_scenario(name), pools, duration_s)
-        result = asyncio.run(run_http(both, self.live.url(), None, progress=False))
-        numbers = {side: load_numbers(result.summary[side]) for side in pools}
-        numbers["scenario"] = name
-        numbers["duration_s"] = duration_s
-        self.log(f"load, side by side: {numbers}")
+        base = load_scenario(name)
+        url = self.live.url()
+        per_round = max(duration_s / rounds, 5.0)
+        execute(side_by_side(base, pools, min(per_round, 5.0)), url, progress=False)  # warm-up
+        kept: dict[str, list[RequestRecord]] = {side: [] for side in pools}
+        each = []
+        for i in range(rounds):
+            # which pool's profile starts first alternates round by round
+            order = pools if i % 2 == 0 else dict(reversed(list(pools.items())))
+            result = execute(side_by_side(base, order, per_round), url, progress=False)
+            each.append({side: load_numbers(result.summary[side]) for side in pools})
+            for r in result.records:
+                kept[r.profile].append(r)
+        key = "ttft" if task in STREAMED_TASKS else "e2e"
+        numbers: dict[str, Any] = {
+            side: load_numbers(summarize(kept[side], per_round * rounds)) for side in pools
+        }
+        numbers.update(
+            scenario=name,
+            duration_s=round(per_round * rounds, 1),
+            rounds=each,
+            gated_latency=f"{key} (ms)",
+        )
+        self.log(f"load, side by side: {numbers['candidate']} vs {numbers['current']}")
         return numbers
 
     def evaluate(self, record: RolloutRecord, load_s: float = 0.0) -> dict[str, Any]:
@@ -311,9 +379,14 @@ class Rollouts:
             metrics = evals.run_eval(
                 eval_set, record.model, pools, evals.http_sender(client), str(recipe.task)
             )
+        if load_s <= 0 and any(c.metric in LOAD_METRICS for c in gate.checks):
+            load_s = DEFAULT_LOAD_S  # the gate asks for latency under load
         if load_s > 0:
-            metrics["load"] = self.load_compare(record, load_s)
-        result = evals.verdict(gate, metrics)
+            load = self.load_compare(record, load_s)
+            if load is not None:
+                metrics["load"] = load
+                evals.add_load_metrics(metrics, load)
+        result = evals.verdict(gate, metrics, slo=recipe.slo_p99_ms)
         record.advance(
             "eval",
             {"eval": gate.eval, "passed": result["passed"]},
@@ -325,9 +398,36 @@ class Rollouts:
         return result
 
     def promote(self, record: RolloutRecord, traffic: str | None = None, why: str = "") -> None:
+        """Two switches under one traffic run: the candidate takes every request (a failed
+        call still retried on the current pool), then the Gateway drops that fallback and the
+        current pool is drained to zero replicas (Serve lets its in-flight requests finish).
+        The other pools of the platform application keep their replicas."""
         config = serve_config.promote(self.live.config(), record.pool)
         _write_config(self.root, record, "promote", config)
-        detail = self._step(record, "promote", config, [APP_NAME, record.candidate_app], traffic)
+        with self._traffic(record, traffic) as t:
+            took = self.live.apply(config, [APP_NAME, record.candidate_app])
+            self._wait_routing(record, "promote")
+            time.sleep(2.0)  # requests the current pool still had in flight finish
+            original = serve_config.pool_deployment_of(self.live.config(), record.pool)
+            drained, scale_api = serve_config.drain(self.live.config(), record.pool)
+            _write_config(self.root, record, "drain", drained)
+            drain_took = self.live.apply(drained, [APP_NAME])
+            self._wait_routing(record, "drain")
+            if scale_api:
+                self.live.scale(APP_NAME, record.pool, 0)
+            stopped = self.live.wait_replicas(APP_NAME, record.pool, 0)
+            time.sleep(2.0)
+        detail = {
+            "deploy_s": round(took, 1),
+            "drain": {
+                "deploy_s": round(drain_took, 1),
+                "replicas_stopped_s": round(stopped, 1),
+                "scale_api": scale_api,
+                "pool_deployment": original,
+            },
+            "traffic": t.summary(),
+        }
+        self.log(f"promote: {detail}")
         record.advance("promote", detail, decision=why or "promoted by an operator")
         record.save(self.root)
 
@@ -335,11 +435,36 @@ class Rollouts:
         self, record: RolloutRecord, traffic: str | None = None, why: str = "", rollback=False
     ) -> None:
         step = "rollback" if rollback else "revert" if record.state == "promoted" else "abort"
+        restored = self._undrain(record, traffic) if step == "revert" else None
         config = serve_config.abort(self.live.config(), record.pool, record.candidate_app)
         _write_config(self.root, record, step, config)
         detail = self._step(record, "abort", config, [APP_NAME], traffic)
+        if restored is not None:
+            detail["undrain"] = restored
         record.advance(step, detail, decision=why or f"{step} by an operator")
         record.save(self.root)
+
+    def _undrain(self, record: RolloutRecord, traffic: str | None) -> dict[str, Any] | None:
+        """Revert after a promote: the drained pool gets its replicas back (a cold start, while
+        the candidate still serves everything) before the Gateway routes to it again."""
+        promoted = next(s for s in reversed(record.steps) if s.name == "promote")
+        drain = promoted.detail.get("drain")
+        if drain is None:  # promoted before drains existed: the old pool ran all along
+            return None
+        original = drain["pool_deployment"]
+        with self._traffic(record, traffic) as t:
+            config = serve_config.undrain(self.live.config(), record.pool, original)
+            self.live.apply(config, [APP_NAME])
+            if drain["scale_api"]:
+                self.live.scale(APP_NAME, record.pool, original["num_replicas"])
+            scaling = original.get("autoscaling_config") or {}
+            want = original.get("num_replicas") or scaling.get(
+                "initial_replicas", scaling.get("min_replicas", 1)
+            )
+            took = self.live.wait_replicas(APP_NAME, record.pool, max(want, 1))
+        detail = {"replicas_started_s": round(took, 1), "traffic": t.summary()}
+        self.log(f"undrain: {detail}")
+        return detail
 
     def decide(self, record: RolloutRecord, auto_promote: bool, traffic: str | None = None):
         """After an eval: a failed gate rolls back at once; a pass promotes with auto_promote."""

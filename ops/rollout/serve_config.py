@@ -6,7 +6,8 @@ the routing lives in the Gateway's `user_config`. So starting, re-weighting, pro
 aborting never change the platform application's `import_path` or `args`: Serve keeps its code
 version, restarts none of its replicas, and only reconfigures the Gateway in place. (A change of
 `args` would give every deployment of the application a new code version and restart them all,
-the current pool included.)
+the current pool included.) Draining the old pool after a promote is a replica-count change of
+that one deployment (see `drain`).
 """
 
 from __future__ import annotations
@@ -140,11 +141,53 @@ def abort(config: dict[str, Any], pool: str, candidate_app: str | None = None) -
 
 
 def promote(config: dict[str, Any], pool: str) -> dict[str, Any]:
-    """The candidate answers every request of the pool; the current pool gets none but keeps
-    running as the fallback of a failed candidate call.
-
-    It is not scaled to zero nor removed here: both would change the platform application's
-    code version in Serve 2.60 (removing a deployment changes `args`; an `autoscaling_config`
-    with `min_replicas: 0` is listed in the version hash), and Serve would restart every pool
-    of the application. It goes when the recipe set names the candidate and is redeployed."""
+    """The candidate answers every request of the pool; the current pool gets none but still
+    runs, as the fallback of a failed candidate call, until `drain` takes it down."""
     return reroute(config, pool, mode="promoted", weight=1.0)
+
+
+def drain(config: dict[str, Any], pool: str) -> tuple[dict[str, Any], bool]:
+    """After `promote`: the Gateway stops falling back on the current pool, and the pool goes
+    to zero replicas without touching the application's code version (so no other pool of the
+    platform application restarts; Serve stops the pool's replicas gracefully).
+
+    An autoscaling pool gets `min_replicas: 0` in its `autoscaling_config`: a lightweight
+    update (the version hash lists only an autoscaling config's `policy`), and the autoscaler
+    scales the idle pool to zero. A fixed-size pool cannot be set to zero in a config
+    (`num_replicas` must be positive, and adding an `autoscaling_config` changes the code
+    version): the application gets `external_scaler_enabled` (not in the code version either)
+    and the caller scales the pool with Serve's scale API. Returns the config and whether that
+    call is needed."""
+    out = reroute(config, pool, current_drained=True)
+    platform = _app(out, APP_NAME)
+    deployment = _deployment(platform, pool)
+    scaling = deployment.get("autoscaling_config")
+    if scaling:
+        kept = {k: v for k, v in scaling.items() if k != "initial_replicas"}
+        deployment["autoscaling_config"] = {**kept, "min_replicas": 0}
+        return out, False
+    autoscaled = [d["name"] for d in platform.get("deployments", []) if d.get("autoscaling_config")]
+    if autoscaled:
+        raise ValueError(
+            f"cannot scale the fixed-size pool '{pool}' to zero: Serve's scale API needs "
+            f"external_scaler_enabled, which no autoscaling deployment may share an application "
+            f"with ({', '.join(autoscaled)})"
+        )
+    platform["external_scaler_enabled"] = True
+    return out, True
+
+
+def undrain(config: dict[str, Any], pool: str, deployment: dict[str, Any]) -> dict[str, Any]:
+    """A drained pool's deployment options as they were before `drain` (its replicas come
+    back: an autoscaling pool by its own config; a fixed-size one is scaled by the caller)."""
+    out = copy.deepcopy(config)
+    platform = _app(out, APP_NAME)
+    platform["deployments"] = [
+        copy.deepcopy(deployment) if d["name"] == pool else d for d in platform["deployments"]
+    ]
+    return out
+
+
+def pool_deployment_of(config: dict[str, Any], pool: str) -> dict[str, Any]:
+    """The pool's deployment options in the platform application of a config."""
+    return copy.deepcopy(_deployment(copy.deepcopy(_app(config, APP_NAME)), pool))

