@@ -140,13 +140,14 @@ def status(pool: str | None = typer.Argument(None), address: str | None = ADDRES
 def weight(
     pool: str,
     share: float = typer.Argument(..., min=0, max=1),
+    mode: str | None = typer.Option(None, help="switch to canary or shadow"),
     traffic: str | None = TRAFFIC,
     address: str | None = ADDRESS,
 ) -> None:
-    """Give the candidate a new canary share."""
+    """Give the candidate a new canary share (or switch shadow <-> canary)."""
     rollouts = _connect(address)
     try:
-        rollouts.reweight(rollouts.record(pool), share, traffic)
+        rollouts.reweight(rollouts.record(pool), share, traffic, mode)
     except (ValueError, TransitionError) as e:
         _fail(str(e))
 

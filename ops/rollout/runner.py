@@ -261,26 +261,31 @@ class Rollouts:
         config: dict,
         wait_for: list[str],
         traffic: str | None,
+        expect: str | None = None,
     ) -> dict[str, Any]:
         with self._traffic(record, traffic) as t:
             took = self.live.apply(config, wait_for)
-            self._wait_routing(record, step)
+            self._wait_routing(record, step, expect)
             time.sleep(2.0)  # traffic keeps flowing a moment after the switch
         detail = {"deploy_s": round(took, 1), "traffic": t.summary()}
         self.log(f"{step}: {detail}")
         return detail
 
-    def _wait_routing(self, record: RolloutRecord, step: str, timeout_s: float = 120) -> None:
+    def _wait_routing(
+        self, record: RolloutRecord, step: str, expect: str | None = None, timeout_s: float = 120
+    ) -> None:
         """The Gateway reconfigures after Serve reports the application running: wait until
-        /v1/models shows the routing this step asked for (the candidate listed or not; after
-        a drain, listed alone)."""
+        /v1/models shows the routing this step asked for (the candidate listed or not, or
+        listed as `expect`; after a drain, listed alone)."""
         deadline = time.monotonic() + timeout_s
         while time.monotonic() < deadline:
             listed = httpx.get(f"{self.live.url()}/v1/models", timeout=10).json()
             card = next((c for c in listed["data"] if c["id"] == record.model), None)
             pools = card["pools"] if card is not None else []
             shown = any(record.candidate_name in p for p in pools)
-            if step == "drain":
+            if expect is not None:
+                done = any(expect in p for p in pools)
+            elif step == "drain":
                 done = shown and len(pools) == 1 and "drained" in pools[0]
             else:
                 done = shown == (step in ("start", "weight", "promote"))
@@ -321,10 +326,22 @@ class Rollouts:
         record.save(self.root)
         return record
 
-    def reweight(self, record: RolloutRecord, weight: float, traffic: str | None = None):
-        config = serve_config.reroute(self.live.config(), record.pool, weight=weight)
-        detail = self._step(record, "weight", config, [APP_NAME], traffic)
-        record.advance("weight", {**detail, "weight": weight}, weight=weight)
+    def reweight(
+        self,
+        record: RolloutRecord,
+        weight: float,
+        traffic: str | None = None,
+        mode: str | None = None,
+    ):
+        """A new canary share (`mode`: also switch shadow <-> canary)."""
+        mode = mode or record.mode
+        config = serve_config.reroute(self.live.config(), record.pool, weight=weight, mode=mode)
+        share = f"{weight:g}" if mode == "canary" else mode
+        expect = f"(candidate {record.candidate_name}, {share})"
+        detail = self._step(record, "weight", config, [APP_NAME], traffic, expect)
+        record.advance(
+            "weight", {**detail, "weight": weight, "mode": mode}, weight=weight, mode=mode
+        )
         record.save(self.root)
         return record
 

