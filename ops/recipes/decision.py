@@ -39,9 +39,10 @@ def _rollouts(recipe: Recipe) -> list[str]:
             continue
         verdict = (record.get("verdict") or {}).get("passed")
         gate = "no eval" if verdict is None else "gate passed" if verdict else "gate failed"
+        why = record.get("decision") or ""
         lines.append(
             f"- [{path.stem}](../rollouts/{path.name}): {record['current']} -> "
-            f"{record['candidate']}, {record['state']} ({gate})"
+            f"{record['candidate']}, {record['state']} ({gate})" + (f": {why[:240]}" if why else "")
         )
     return ["## Rollouts", "", *lines, ""] if lines else []
 

@@ -7,8 +7,10 @@ alias now, compare it, and promote or abort it, on the running application.
     status  [POOL]               the record and the routing the Gateway applies now
     weight  POOL SHARE           a new canary share
     eval    POOL                 (re)run the quality comparison and the gate
-    promote POOL / abort POOL    the candidate takes all traffic and the old pool is drained /
-                                 the candidate is removed
+    promote POOL                 the candidate takes all traffic; the old pool is drained to
+                                 zero replicas (no other pool restarts)
+    abort POOL                   the candidate is removed (after a promote: the old pool is
+                                 scaled back up first, then serves again)
 
 Connects to the Ray cluster at --address, or RAY_ADDRESS, or else the one `make serve`
 (`python -m app.launcher`) runs: it writes its address to .run/platform.json.
@@ -89,7 +91,9 @@ def start(
     evaluate: bool = typer.Option(True, "--eval/--no-eval", help="compare and apply the gate"),
     auto: bool = typer.Option(False, "--auto", help="promote when the gate passes"),
     load_s: float = typer.Option(
-        0.0, help="also run the traffic scenario on both pools side by side for this long"
+        0.0,
+        help="seconds of the traffic scenario on both pools in the same run (3 rounds after a "
+        "warm-up); a gate checking load_* metrics gets 30 s when none is given",
     ),
     traffic: str | None = TRAFFIC,
     address: str | None = ADDRESS,
@@ -119,7 +123,14 @@ def status(pool: str | None = typer.Argument(None), address: str | None = ADDRES
     record = latest(pool, rollouts.root)
     routing = gateway_config(rollouts.live.config())
     live = [
-        {"pool": r.current, "candidate": r.candidate_name, "mode": r.mode, "weight": r.weight}
+        {
+            "pool": r.current,
+            "candidate": r.candidate_name,
+            "mode": r.mode,
+            "weight": r.weight,
+            "current_drained": r.current_drained,
+            "serving_alias": r.candidate.recipe.ref if r.mode == "promoted" else None,
+        }
         for r in routing.rollouts
     ]
     summary = None
@@ -172,7 +183,7 @@ def evaluate_command(
 
 @app.command()
 def promote(pool: str, traffic: str | None = TRAFFIC, address: str | None = ADDRESS) -> None:
-    """The candidate answers all the pool's traffic; the old pool is drained to zero."""
+    """The candidate answers all the pool's traffic; the old pool is drained to zero replicas."""
     rollouts = _connect(address)
     try:
         record = rollouts.record(pool)
@@ -183,15 +194,16 @@ def promote(pool: str, traffic: str | None = TRAFFIC, address: str | None = ADDR
         _fail(str(e))
     _refresh_decision(pool)
     typer.echo(
-        f"{record.id}: promoted. Make it permanent: name {record.candidate.split('+')[0]} in the "
-        "recipe set and re-render (`python -m ops.recipes render`)"
+        f"{record.id}: promoted, {pool} drained to zero replicas (`abort {pool}` reverts). "
+        f"Make it permanent: name {record.candidate.split('+')[0]} in the recipe set and "
+        "re-render (`python -m ops.recipes render`)"
     )
 
 
 @app.command()
 def abort(pool: str, traffic: str | None = TRAFFIC, address: str | None = ADDRESS) -> None:
-    """Remove the candidate; the current pool serves everything again (also after a promote,
-    until the recipe set names the candidate: the old pool kept running)."""
+    """Remove the candidate; the current pool serves everything again (after a promote: the
+    drained pool is scaled back up first)."""
     rollouts = _connect(address)
     try:
         rollouts.abort(rollouts.record(pool, promoted_too=True), traffic)
