@@ -7,7 +7,7 @@ application: it exits non-zero with Ray's own diagnosis when a deployment fails,
 unschedulable past `gateway.schedule_timeout_s`, or is not running within `gateway.ready_timeout_s`.
 Without --address it owns a local Ray and shuts it down on SIGINT/SIGTERM.
 
-    python -m app.launcher serve_configs/local.yaml [--port 8000] [--address auto]
+    python -m app.launcher serve_configs/local.yaml [--port 8000] [--address auto] [--private-ports]
 """
 
 from __future__ import annotations
@@ -99,13 +99,20 @@ def apply_serve_runtime(gateway: GatewaySpec, private_ports: bool = False) -> di
     controller, proxy and replicas inherit this process's environment).
 
     HAProxy (direct-haproxy ingress) also opens a stats and a metrics port, 8404 and 9101 by
-    default; `private_ports` picks free ones so a test or benchmark app can run beside
-    `make serve`.
+    default, and backs the Gateway with Serve's fallback proxy on 8500 (gRPC 9500), which
+    every Ray instance on the machine binds with SO_REUSEPORT: while HAProxy had marked a busy
+    Gateway down, half the requests went to another app's proxy (404 for this app's models).
+    `private_ports` picks free ones so a test or benchmark app can run beside `make serve`.
     """
     env = gateway.serve_runtime.env()
     if private_ports and env.get("RAY_SERVE_ENABLE_HA_PROXY") == "1":
-        env["RAY_SERVE_HAPROXY_STATS_PORT"] = str(free_port())
-        env["RAY_SERVE_HAPROXY_METRICS_PORT"] = str(free_port())
+        for name in (
+            "RAY_SERVE_HAPROXY_STATS_PORT",
+            "RAY_SERVE_HAPROXY_METRICS_PORT",
+            "RAY_SERVE_FALLBACK_PROXY_HTTP_PORT",
+            "RAY_SERVE_FALLBACK_PROXY_GRPC_PORT",
+        ):
+            env[name] = str(free_port())
     os.environ.update(env)
     return env
 
@@ -256,6 +263,12 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("config", type=Path, help="rendered Serve config (serve_configs/*.yaml)")
     parser.add_argument("--port", type=int, default=None, help="override http_options.port")
     parser.add_argument("--address", default=None, help="join this Ray cluster, deploy, wait, exit")
+    parser.add_argument(
+        "--private-ports",
+        action="store_true",
+        help="free ports for HAProxy's stats/metrics and Serve's fallback proxy (another app "
+        "runs on this machine)",
+    )
     opts = parser.parse_args(argv)
 
     config = load_serve_config(opts.config, opts.port)
@@ -277,7 +290,7 @@ def main(argv: list[str] | None = None) -> int:
 
     started = time.time()
     if owns_ray:
-        apply_serve_runtime(gateway)
+        apply_serve_runtime(gateway, private_ports=opts.private_ports)
         init_local_ray(metrics_port=gateway.metrics_export_port)
     else:
         print(

@@ -279,8 +279,12 @@ class Rollouts:
         listed as `expect`; after a drain, listed alone)."""
         deadline = time.monotonic() + timeout_s
         while time.monotonic() < deadline:
-            listed = httpx.get(f"{self.live.url()}/v1/models", timeout=10).json()
-            card = next((c for c in listed["data"] if c["id"] == record.model), None)
+            try:
+                listed = httpx.get(f"{self.live.url()}/v1/models", timeout=10).json()
+            except (httpx.HTTPError, ValueError):  # the Gateway busy or between states
+                time.sleep(0.5)
+                continue
+            card = next((c for c in listed.get("data", []) if c["id"] == record.model), None)
             pools = card["pools"] if card is not None else []
             shown = any(record.candidate_name in p for p in pools)
             if expect is not None:
@@ -428,6 +432,9 @@ class Rollouts:
             original = serve_config.pool_deployment_of(self.live.config(), record.pool)
             drained, scale_api = serve_config.drain(self.live.config(), record.pool)
             _write_config(self.root, record, "drain", drained)
+            # saved first: an abort after a promote that failed half-way still restores it
+            record.drained = {"pool_deployment": original, "scale_api": scale_api}
+            record.save(self.root)
             drain_took = self.live.apply(drained, [APP_NAME])
             self._wait_routing(record, "drain")
             if scale_api:
@@ -440,7 +447,6 @@ class Rollouts:
                 "deploy_s": round(drain_took, 1),
                 "replicas_stopped_s": round(stopped, 1),
                 "scale_api": scale_api,
-                "pool_deployment": original,
             },
             "traffic": t.summary(),
         }
@@ -452,7 +458,7 @@ class Rollouts:
         self, record: RolloutRecord, traffic: str | None = None, why: str = "", rollback=False
     ) -> None:
         step = "rollback" if rollback else "revert" if record.state == "promoted" else "abort"
-        restored = self._undrain(record, traffic) if step == "revert" else None
+        restored = self._undrain(record, traffic) if record.drained else None
         config = serve_config.abort(self.live.config(), record.pool, record.candidate_app)
         _write_config(self.root, record, step, config)
         detail = self._step(record, "abort", config, [APP_NAME], traffic)
@@ -464,10 +470,7 @@ class Rollouts:
     def _undrain(self, record: RolloutRecord, traffic: str | None) -> dict[str, Any] | None:
         """Revert after a promote: the drained pool gets its replicas back (a cold start, while
         the candidate still serves everything) before the Gateway routes to it again."""
-        promoted = next(s for s in reversed(record.steps) if s.name == "promote")
-        drain = promoted.detail.get("drain")
-        if drain is None:  # promoted before drains existed: the old pool ran all along
-            return None
+        drain = record.drained or {}
         original = drain["pool_deployment"]
         with self._traffic(record, traffic) as t:
             config = serve_config.undrain(self.live.config(), record.pool, original)
@@ -481,6 +484,7 @@ class Rollouts:
             took = self.live.wait_replicas(APP_NAME, record.pool, max(want, 1))
         detail = {"replicas_started_s": round(took, 1), "traffic": t.summary()}
         self.log(f"undrain: {detail}")
+        record.drained = None
         return detail
 
     def decide(self, record: RolloutRecord, auto_promote: bool, traffic: str | None = None):

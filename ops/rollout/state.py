@@ -70,6 +70,11 @@ class RolloutRecord(BaseModel):
     evals: dict[str, Any] | None = None
     verdict: dict[str, Any] | None = None
     decision: str | None = None
+    drained: dict[str, Any] | None = Field(
+        None,
+        description="The current pool's deployment options before promote drained it (and "
+        "whether Serve's scale API did it): what revert restores",
+    )
 
     def can(self, step: str) -> bool:
         sources, _ = TRANSITIONS[step]
