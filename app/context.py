@@ -33,6 +33,9 @@ class PromptCounter:
 
     def __init__(self, pool: Pool):
         self.source = pool.spec.model.source
+        engine = pool.spec.engine
+        template = getattr(engine, "chat_template_file", lambda: None)()
+        self.template = template.read_text() if template is not None else None
         self._executor = ThreadPoolExecutor(1, thread_name_prefix=f"count-{pool.id}")
         self._tokenizer: Any = None
         self._base = 0  # template tokens of a one-message chat
@@ -63,8 +66,9 @@ class PromptCounter:
             from transformers import AutoTokenizer
 
             tokenizer = AutoTokenizer.from_pretrained(str(self.source.resolve()))
-            one = len(chat_token_ids(tokenizer, [{"role": "user", "content": ""}], None))
-            two = len(chat_token_ids(tokenizer, [{"role": "user", "content": ""}] * 2, None))
+            empty = {"role": "user", "content": ""}
+            one = len(chat_token_ids(tokenizer, [empty], None, self.template))
+            two = len(chat_token_ids(tokenizer, [empty] * 2, None, self.template))
             self._base, self._per_message = one, max(0, two - one)
             self._tokenizer = tokenizer
         return self._tokenizer
@@ -78,12 +82,16 @@ class PromptCounter:
                     return len(prompt)
                 return max((len(tokenizer(p)["input_ids"]) for p in prompt), default=0)
             return len(tokenizer(prompt)["input_ids"])
-        return len(chat_token_ids(tokenizer, body.get("messages", []), body.get("tools")))
+        messages, tools = body.get("messages", []), body.get("tools")
+        return len(chat_token_ids(tokenizer, messages, tools, self.template))
 
 
-def chat_token_ids(tokenizer: Any, messages: list[dict[str, Any]], tools: Any) -> list[int]:
+def chat_token_ids(
+    tokenizer: Any, messages: list[dict[str, Any]], tools: Any, template: str | None = None
+) -> list[int]:
+    """The prompt's token ids as the engine builds them (the recipe's chat template, if any)."""
     ids = tokenizer.apply_chat_template(
-        messages, tools=tools, add_generation_prompt=True, tokenize=True
+        messages, tools=tools, chat_template=template, add_generation_prompt=True, tokenize=True
     )
     if isinstance(ids, dict) or hasattr(ids, "keys"):  # newer transformers return an encoding
         ids = ids["input_ids"]

@@ -261,7 +261,7 @@ def llm_routing_total() -> Any:
         "Replica choices of an LLM pool's prefix-affinity router: decision=affinity (the "
         "replica holding the longest prefix), least_loaded (no prefix held, or imbalance), "
         "power_of_two (asked for by the request)",
-        ("deployment", "decision"),
+        ("pool", "decision"),
     )
 
 

@@ -17,6 +17,7 @@ both policies through one pool in the same run.
 from __future__ import annotations
 
 import json
+import logging
 import random
 from collections import OrderedDict
 from typing import Any
@@ -32,6 +33,7 @@ from ray.serve.request_router import (
 )
 
 POWER_OF_TWO = "power_of_two"
+logger = logging.getLogger("ray.serve")
 
 
 def prompt_text(body: dict[str, Any]) -> str:
@@ -123,9 +125,14 @@ class PrefixAffinityRouter(LocalityMixin, MultiplexMixin, RequestRouter):
         self.index = PrefixIndex(max_blocks)
         self._decisions = None
         if metrics:
-            from telemetry.metrics import llm_routing_total
+            # Never raise here: Serve builds the router inside the handle's shared long-poll
+            # callback, and an exception there leaves every pool of the caller unroutable.
+            try:
+                from telemetry.metrics import llm_routing_total
 
-            self._decisions = llm_routing_total()
+                self._decisions = llm_routing_total()
+            except Exception:
+                logger.exception("prefix router: decisions metric unavailable")
 
     def _hashes(self, pending: PendingRequest | None) -> list[int] | None:
         if pending is None or not pending.args or not isinstance(pending.args[0], dict):
@@ -141,7 +148,7 @@ class PrefixAffinityRouter(LocalityMixin, MultiplexMixin, RequestRouter):
     def _count(self, decision: str) -> None:
         if self._decisions is not None:
             name = self._deployment_id.name if self._deployment_id else ""
-            self._decisions.inc(1, tags={"deployment": name, "decision": decision})
+            self._decisions.inc(1, tags={"pool": name, "decision": decision})
 
     async def _queue_lens(self, replicas: list[RunningReplica]) -> dict[ReplicaID, int]:
         """Queue lengths from the router's cache; replicas missing from it are probed."""

@@ -58,6 +58,8 @@ def longctx_command(
     from transformers import AutoTokenizer
 
     tokenizer = AutoTokenizer.from_pretrained(str(recipe.model.source.resolve()))
+    template_file = recipe.engine.chat_template_file()  # type: ignore[union-attr]
+    template = template_file.read_text() if template_file else None
     # The longest prompt leaves room for the answer within the engine's max_model_len.
     ceiling = recipe.engine.max_model_len - max_tokens  # type: ignore[union-attr]
     wanted = [int(x) for x in lengths.split(",")]
@@ -67,7 +69,7 @@ def longctx_command(
         [float(d) for d in depths.split(",")],
         trials,
         seed,
-        lambda messages: len(chat_token_ids(tokenizer, messages, None)),
+        lambda messages: len(chat_token_ids(tokenizer, messages, None, template)),
     )
     for item in items:  # label by the nominal length asked for
         item.length = wanted[sized.index(item.length)]

