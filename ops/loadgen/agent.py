@@ -23,7 +23,7 @@ import statistics
 import time
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal
 
 import httpx
 import yaml
@@ -76,6 +76,12 @@ class AgentScenario(Strict):
     turns: Range = Field(default_factory=lambda: Range(min=3, max=8))
     tool_result_words: Range = Field(default_factory=lambda: Range(min=30, max=150))
     max_tokens: int = Field(48, ge=1)
+    vocabulary: Literal["english", "dummy-llama"] = Field(
+        "english",
+        description="Words of the generated text: English, or the dummy Llama's own t3..t128255 "
+        "(one token each; with English words its tokenizer would see only <unk>, and every "
+        "session would share its whole prompt)",
+    )
     seed: int = 0
     timeout_s: float = 300.0
     headers: dict[str, str] = Field(default_factory=dict)
@@ -91,16 +97,18 @@ def load_agent_scenario(name_or_path: str) -> AgentScenario:
 # --- content ------------------------------------------------------------------------------------
 
 
-def _words(rng: random.Random, n: int) -> str:
+def _words(rng: random.Random, n: int, vocabulary: str = "english") -> str:
+    if vocabulary == "dummy-llama":
+        return " ".join(f"t{rng.randrange(3, 128256)}" for _ in range(n))
     return " ".join(rng.choice(WORDS) for _ in range(n))
 
 
-def system_prompt(words: int) -> str:
+def system_prompt(words: int, vocabulary: str = "english") -> str:
     """The shared instructions: fixed for a scenario (seeded by its length only)."""
     rng = random.Random(words)
     rules = []
     while sum(len(r.split()) for r in rules) < words:
-        rules.append(f"Rule {len(rules) + 1}: {_words(rng, 18).capitalize()}.")
+        rules.append(f"Rule {len(rules) + 1}: {_words(rng, 18, vocabulary).capitalize()}.")
     return (
         "You are the operations agent of a logistics company. Use the tools to answer; call "
         "one tool at a time and wait for its result. Follow these rules.\n" + "\n".join(rules)
@@ -218,7 +226,8 @@ async def run_session(
 ) -> Session:
     prompt, tools = shared
     session = Session(index)
-    task = f"Task {rng.randrange(16**6):06x}: {_words(rng, 40)}."
+    vocabulary = scenario.vocabulary
+    task = f"Task {rng.randrange(16**6):06x}: {_words(rng, 40, vocabulary)}."
     messages: list[dict[str, Any]] = [
         {"role": "system", "content": prompt},
         {"role": "user", "content": task},
@@ -239,7 +248,8 @@ async def run_session(
         session.turns.append(turn)
         if turn.status != 200:
             break
-        result = f"Result {n + 1}: {_words(rng, scenario.tool_result_words.draw(rng))}."
+        words = _words(rng, scenario.tool_result_words.draw(rng), vocabulary)
+        result = f"Result {n + 1}: {words}."
         messages = [*messages, reply]
         if reply.get("tool_calls"):
             messages += [
@@ -266,7 +276,7 @@ class Round:
 async def run_round(url: str, scenario: AgentScenario, seed: int, policy: str, label: str) -> Round:
     rng = random.Random(seed)
     seeds = [rng.randrange(1 << 30) for _ in range(scenario.sessions)]
-    shared = (system_prompt(scenario.system_prompt_words), tool_schemas())
+    shared = (system_prompt(scenario.system_prompt_words, scenario.vocabulary), tool_schemas())
     headers = POWER_OF_TWO if policy == "power_of_two" else {}
     gate = asyncio.Semaphore(scenario.parallel)
     limits = httpx.Limits(max_connections=scenario.parallel * 2)

@@ -316,3 +316,27 @@ def test_the_routers_metric_can_be_made():
     from telemetry.metrics import llm_routing_total
 
     assert llm_routing_total() is not None
+
+
+def test_agent_round_numbers():
+    from ops.loadgen.agent import Round, Session, Turn, compare_policies, summarize_round
+
+    def turn(s, n, ttft, prompt, cached, status=200):
+        return Turn(s, n, status=status, ttft_s=ttft, latency_s=2 * ttft, prompt_tokens=prompt,
+                    cached_tokens=cached, completion_tokens=10)  # fmt: skip
+
+    sessions = [
+        Session(0, [turn(0, 1, 0.4, 1000, 0), turn(0, 2, 0.1, 1200, 1000)]),
+        Session(1, [turn(1, 1, 0.3, 1000, 900), turn(1, 2, 0.2, 1300, 0, status=500)]),
+    ]
+    summary = summarize_round(Round("r1", "prefix_affinity", 0, 36.0, sessions), 0.04, 2)
+    assert summary["sessions_completed"] == 1 and summary["turns_failed"] == 1
+    assert summary["prefix_cache_hit_rate"] == pytest.approx(1900 / 3200)
+    assert summary["ttft_p50_s_by_turn"] == {"1": pytest.approx(0.35), "2": pytest.approx(0.1)}
+    assert summary["usd_per_session"] == pytest.approx(36 * 2 * 0.04 / 3600)
+    other = {**summary, "policy": "power_of_two", "prefix_cache_hit_rate": 0.2}
+    policies = compare_policies([summary, other, summary])
+    assert policies["prefix_affinity"]["prefix_cache_hit_rate"]["median"] == pytest.approx(
+        1900 / 3200
+    )
+    assert policies["power_of_two"]["prefix_cache_hit_rate"]["rounds"] == [0.2]
