@@ -46,6 +46,9 @@ def longctx_command(
     max_tokens: int = typer.Option(24, min=1),
     gate: float = typer.Option(0.8, help="Passkey accuracy a length must reach (working context)"),
     seed: int = 0,
+    budget_s: float | None = typer.Option(
+        None, help="Send no new request after this long (lengths run shortest first)"
+    ),
     out: Path | None = typer.Option(None, help="Results folder (default results/longctx-...)"),
 ) -> None:
     from app.context import chat_token_ids
@@ -76,10 +79,15 @@ def longctx_command(
     est = estimate(recipe)
     typer.echo(f"{len(items)} requests to {model} (pool {pool}, recipe {ref})")
 
+    started = time.time()
+
     async def run_all() -> list[longctx.Outcome]:
         outcomes = []
         async with httpx.AsyncClient(base_url=url, timeout=900) as client:
             for i, item in enumerate(items):
+                if budget_s is not None and time.time() - started > budget_s:
+                    typer.echo(f"budget of {budget_s:g}s spent: {len(items) - i} requests not sent")
+                    break
                 o = await longctx.run_item(client, model, item, max_tokens, headers, pool)
                 typer.echo(
                     f"[{i + 1}/{len(items)}] {o.kind} len={o.length} depth={o.depth} "
@@ -89,7 +97,6 @@ def longctx_command(
                 outcomes.append(o)
         return outcomes
 
-    started = time.time()
     outcomes = asyncio.run(run_all())
     summary = longctx.summarize(
         outcomes, recipe.cost.usd_per_hour, est.kv_bytes_per_token if est else None, gate
@@ -108,6 +115,8 @@ def longctx_command(
         "prompt_tokens_asked": sized,
         "depths": depths,
         "trials": trials,
+        "requests_planned": len(items),
+        "budget_s": budget_s,
         "max_tokens": max_tokens,
         "seed": seed,
         "usd_per_hour": recipe.cost.usd_per_hour,

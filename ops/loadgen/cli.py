@@ -214,6 +214,7 @@ def agent(
     ab: bool = typer.Option(False, help="interleave prefix-affinity and power-of-two rounds"),
     rounds: int = typer.Option(3, min=1, help="measured rounds (per policy with --ab)"),
     warmup: bool = typer.Option(True, help="one unmeasured round first"),
+    budget_s: float = typer.Option(None, help="start no new round (or A/B pair) after this"),
     out: Path = typer.Option(None),
 ) -> None:
     """Agent sessions against an agentic pool: per-turn TTFT, prefix-cache hit rate, cost per
@@ -241,7 +242,11 @@ def agent(
     folder = _out_dir(f"{scenario.name}{'-ab' if ab else ''}", out)
     folder.mkdir(parents=True, exist_ok=True)
     summaries = []
+    started = time.time()
     for n, (label, policy) in enumerate(plan):
+        if budget_s is not None and time.time() - started > budget_s and policy == policies[0]:
+            typer.echo(f"budget of {budget_s:g}s spent: {label} and later rounds not run")
+            break
         typer.echo(f"{label}: {scenario.sessions} sessions, {scenario.parallel} in parallel")
         rnd = asyncio.run(sessions.run_round(url, scenario, scenario.seed + n, policy, label))
         (folder / f"records-{label}.jsonl").write_text(sessions.round_records(rnd))
