@@ -131,3 +131,42 @@ def longctx_command(
     longctx.plot(summary, folder / "longctx.png", f"{model} via {pool}")
     typer.echo(text)
     typer.echo(f"wrote {folder}")
+
+
+@app.command("longctx-merge")
+def longctx_merge(
+    runs: list[Path] = typer.Argument(..., help="longctx.json files of one model and recipe"),
+    out: Path = typer.Option(..., help="Results folder of the merged eval"),
+    gate: float = typer.Option(0.8),
+) -> None:
+    """One eval from several runs (e.g. the longest lengths run in a quiet window of their
+    own): every request of every run, summarized again; the runs' files stay as they are."""
+    from ops.recipes.vram import estimate
+    from recipes.loader import load_recipe
+
+    records = [json.loads(p.read_text()) for p in runs]
+    recipes = {r["recipe"] for r in records}
+    if len(recipes) != 1:
+        raise typer.BadParameter(f"runs of different recipes: {sorted(recipes)}")
+    first = records[0]
+    recipe = load_recipe(first["recipe"].split("+", 1)[0])
+    est = estimate(recipe)
+    outcomes = [longctx.Outcome(**o) for r in records for o in r["outcomes"]]
+    summary = longctx.summarize(
+        outcomes, first["usd_per_hour"], est.kv_bytes_per_token if est else None, gate
+    )
+    out.mkdir(parents=True, exist_ok=True)
+    merged = {
+        **{k: v for k, v in first.items() if k not in ("outcomes", "summary")},
+        "merged_from": [str(p) for p in runs],
+        "lengths": sorted({o.length for o in outcomes}),
+        "summary": summary,
+        "outcomes": longctx.outcome_dicts(outcomes),
+    }
+    (out / "longctx.json").write_text(json.dumps(merged, indent=1))
+    text = longctx.table(summary)
+    sources = ", ".join(str(p) for p in runs)
+    title = f"# Long-context eval: {first['model']} ({first['recipe']})"
+    (out / "longctx.md").write_text(f"{title}\n\nMerged from {sources}.\n\n{text}")
+    longctx.plot(summary, out / "longctx.png", f"{first['model']} via {first['pool']}")
+    typer.echo(text)

@@ -223,7 +223,12 @@ async def run_session(
     rng: random.Random,
     shared: tuple[str, list[dict[str, Any]]],
     headers: dict[str, str],
+    shape: random.Random | None = None,
 ) -> Session:
+    """`rng` draws the session's text; `shape` (default: rng) its number of turns and the
+    lengths of its tool results, so two rounds can run sessions of the same shape with text
+    that shares nothing."""
+    shape = shape or rng
     prompt, tools = shared
     session = Session(index)
     vocabulary = scenario.vocabulary
@@ -232,7 +237,7 @@ async def run_session(
         {"role": "system", "content": prompt},
         {"role": "user", "content": task},
     ]
-    for n in range(scenario.turns.draw(rng)):
+    for n in range(scenario.turns.draw(shape)):
         turn = Turn(index, n + 1)
         body = {
             "model": scenario.model,
@@ -248,7 +253,7 @@ async def run_session(
         session.turns.append(turn)
         if turn.status != 200:
             break
-        words = _words(rng, scenario.tool_result_words.draw(rng), vocabulary)
+        words = _words(rng, scenario.tool_result_words.draw(shape), vocabulary)
         result = f"Result {n + 1}: {words}."
         messages = [*messages, reply]
         if reply.get("tool_calls"):
@@ -273,9 +278,17 @@ class Round:
         return [t for s in self.sessions for t in s.turns]
 
 
-async def run_round(url: str, scenario: AgentScenario, seed: int, policy: str, label: str) -> Round:
-    rng = random.Random(seed)
-    seeds = [rng.randrange(1 << 30) for _ in range(scenario.sessions)]
+async def run_round(
+    url: str,
+    scenario: AgentScenario,
+    seed: int,
+    policy: str,
+    label: str,
+    shape_seed: int | None = None,
+) -> Round:
+    """Sessions with text from `seed` and shapes (turns, result lengths) from `shape_seed`
+    (default: seed): the rounds of an A/B pair share shapes, never text."""
+    shape_seed = seed if shape_seed is None else shape_seed
     shared = (system_prompt(scenario.system_prompt_words, scenario.vocabulary), tool_schemas())
     headers = POWER_OF_TWO if policy == "power_of_two" else {}
     gate = asyncio.Semaphore(scenario.parallel)
@@ -284,9 +297,8 @@ async def run_round(url: str, scenario: AgentScenario, seed: int, policy: str, l
 
         async def one(i: int) -> Session:
             async with gate:
-                return await run_session(
-                    client, scenario, i, random.Random(seeds[i]), shared, headers
-                )
+                text, shape = random.Random(f"{seed}-{i}"), random.Random(f"shape-{shape_seed}-{i}")
+                return await run_session(client, scenario, i, text, shared, headers, shape)
 
         start = time.perf_counter()
         sessions = await asyncio.gather(*(one(i) for i in range(scenario.sessions)))

@@ -237,18 +237,23 @@ def agent(
     recipe = load_recipe(ref.split("+", 1)[0])
     replicas = recipe.deployment.autoscaling.max_replicas
     policies = ["prefix_affinity", "power_of_two"] if ab else ["as_configured"]
-    plan = [("warmup", policies[0])] if warmup else []
-    plan += [(f"round{i + 1}-{p}", p) for i in range(rounds) for p in policies]
+    # (label, policy, shape seed): the rounds of one pair run sessions of the same shapes.
+    plan = [("warmup", policies[0], -1)] if warmup else []
+    plan += [(f"round{i + 1}-{p}", p, i) for i in range(rounds) for p in policies]
     folder = _out_dir(f"{scenario.name}{'-ab' if ab else ''}", out)
     folder.mkdir(parents=True, exist_ok=True)
     summaries = []
     started = time.time()
-    for n, (label, policy) in enumerate(plan):
+    for n, (label, policy, shape) in enumerate(plan):
         if budget_s is not None and time.time() - started > budget_s and policy == policies[0]:
             typer.echo(f"budget of {budget_s:g}s spent: {label} and later rounds not run")
             break
         typer.echo(f"{label}: {scenario.sessions} sessions, {scenario.parallel} in parallel")
-        rnd = asyncio.run(sessions.run_round(url, scenario, scenario.seed + n, policy, label))
+        rnd = asyncio.run(
+            sessions.run_round(
+                url, scenario, scenario.seed + n, policy, label, scenario.seed + shape
+            )
+        )
         (folder / f"records-{label}.jsonl").write_text(sessions.round_records(rnd))
         summary = sessions.summarize_round(rnd, recipe.cost.usd_per_hour, replicas)
         typer.echo(
