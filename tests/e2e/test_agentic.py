@@ -139,7 +139,7 @@ def test_a_sessions_turns_stay_on_the_replica_holding_its_prefix(client: httpx.C
 
 
 def test_a_prompt_over_the_working_context_names_the_long_context_pool(client: httpx.Client):
-    working = load_recipe(f"{AGENT_POOL}@1").context.working_tokens
+    working = load_recipe(f"{AGENT_POOL}@2").context.working_tokens
     long_text = "The grass is green. The sky is blue. " * (working // 8 + 50)
     messages = [{"role": "user", "content": long_text + "What color is the sky?"}]
     r = client.post("/v1/chat/completions", json={"model": AGENT, "messages": messages,
