@@ -25,3 +25,7 @@ for cmd in "$@"; do
 done
 kill -TERM -$APP
 wait $APP
+# An app that dies in its shutdown leaves its HAProxy holding PORT: stop the one on our port.
+for pid in $(ss -ltnpH "sport = :$PORT" 2>/dev/null | grep -o 'pid=[0-9]*' | cut -d= -f2 | sort -u); do
+  kill "$pid" 2>/dev/null
+done
