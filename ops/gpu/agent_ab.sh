@@ -25,5 +25,9 @@ grep -E "^\[ *[0-9.]+s\]|ready in|launch failed|Error" "$OUT/app.log" | tail -12
 nvidia-smi --query-gpu=memory.used,memory.total --format=csv | tee "$OUT/vram.csv"
 say "app up; A/B"
 timeout ${AB_TIMEOUT:-200} python3 -m ops.loadgen agent agent-sessions-gpu --url http://127.0.0.1:8000 \
-  --ab --rounds ${ROUNDS:-3} --budget-s ${AB_BUDGET:-150} --out "$OUT/ab" 2>&1 | tail -30
+  --ab --rounds ${ROUNDS:-3} --budget-s ${AB_BUDGET:-150} --out /tmp/agent-ab 2>&1 | tail -30
+# At most 8 files come back from the machine: the summary as files, every round's records in one
+# tarball.
+cp /tmp/agent-ab/agent.* "$OUT/" 2>/dev/null
+tar -czf "$OUT/records.tgz" -C /tmp/agent-ab . && say "records packed"
 say "done"
