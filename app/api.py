@@ -29,6 +29,7 @@ def create_api(registry: ModelRegistry, gateway: GatewaySpec) -> FastAPI:
     )
     api.state.registry = registry
     api.state.outcomes = OutcomeIndex()
+    api.state.prompt_counters = {}  # pool id -> app.context.PromptCounter, made on first use
     for router in (
         health.router,
         models.router,

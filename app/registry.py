@@ -70,6 +70,10 @@ class ServedModel:
     def default_pool(self) -> Pool:
         return next((p for p in self.pools if p.spec.default_pool), self.pools[0])
 
+    def pool_with(self, profile: str) -> Pool | None:
+        """The first pool serving `profile`, if any."""
+        return next((p for p in self.pools if profile in p.profiles), None)
+
     def pool_for(self, profile: str | None) -> Pool:
         if profile is None:
             return self.default_pool

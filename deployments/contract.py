@@ -27,6 +27,9 @@ class CallContext:
     request_id: str
     arrival: float
     """Wall-clock time the Gateway received the request (for queue time across the hop)."""
+    routing: str | None = None
+    """LLM pools with a prefix-affinity router: `power_of_two` asks for Serve's default choice
+    for this request (the `x-routing-policy` header; A/B measurements)."""
 
 
 # -- embeddings ---------------------------------------------------------------------------------

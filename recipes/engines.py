@@ -9,9 +9,12 @@ from __future__ import annotations
 
 import re
 from enum import StrEnum
+from pathlib import Path
 from typing import Annotated, Any, ClassVar, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator
+
+from recipes.paths import PROJECT_ROOT
 
 
 class Task(StrEnum):
@@ -103,7 +106,9 @@ class LLMEngineConfig(Strict):
     )
     reasoning_parser: str | None = None
     chat_template: str | None = Field(
-        None, description="Path of a Jinja chat template; None = the tokenizer's own"
+        None,
+        description="Path of a Jinja chat template (relative: from the project root); None = "
+        "the tokenizer's own",
     )
     engine_metrics: bool = Field(
         True,
@@ -122,6 +127,13 @@ class LLMEngineConfig(Strict):
         description="Any other vLLM engine argument (snake_case, as `vllm serve` takes it), "
         "passed through and checked by vLLM's own parser at start",
     )
+
+    def chat_template_file(self) -> Path | None:
+        """The chat template's path on this host (a relative one is from the project root)."""
+        if self.chat_template is None:
+            return None
+        path = Path(self.chat_template)
+        return path if path.is_absolute() else PROJECT_ROOT / path
 
     @field_validator("engine_kwargs")
     @classmethod

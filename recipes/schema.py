@@ -22,8 +22,10 @@ from recipes.engines import EngineConfig, Strict, Task
 from recipes.model_source import ModelSource
 from recipes.paths import PROJECT_ROOT
 
-Profile = Literal["fast_chat", "long_context", "batch", "ttft_critical", "embed", "rerank", "stt"]
-LLM_PROFILES: tuple[str, ...] = ("fast_chat", "long_context", "batch", "ttft_critical")
+Profile = Literal[
+    "fast_chat", "long_context", "batch", "ttft_critical", "agentic", "embed", "rerank", "stt"
+]
+LLM_PROFILES: tuple[str, ...] = ("fast_chat", "long_context", "batch", "ttft_critical", "agentic")
 
 
 def content_hash(model: BaseModel, exclude: set[str] | None = None) -> str:
@@ -38,6 +40,9 @@ class Versioned(Strict):
 
     # Fields that explain rather than run: they stay out of the hash.
     unhashed: ClassVar[set[str]] = set()
+    # Fields added after recipes were first hashed: left out of the hash while unset, so every
+    # recipe that does not use them keeps the identity it was launched and recorded with.
+    hashed_when_set: ClassVar[set[str]] = set()
 
     id: str = Field(pattern=r"^[a-z0-9][a-z0-9-]*$")
     version: int = Field(ge=1)
@@ -45,7 +50,8 @@ class Versioned(Strict):
     @property
     def content_hash(self) -> str:
         """Two launches with one hash ran the same thing."""
-        return content_hash(self, exclude=self.unhashed)
+        unset = {name for name in self.hashed_when_set if getattr(self, name) is None}
+        return content_hash(self, exclude=self.unhashed | unset)
 
     @property
     def ref(self) -> str:
@@ -296,12 +302,35 @@ class DecisionSpec(Strict):
     shared_pool: SharedPoolDecision | None = None
 
 
+class LongContextEval(Strict):
+    """What `python -m ops.evals longctx` measured for this recipe: quality and prefill cost
+    per context length, and the working context it supports."""
+
+    results: str = Field(description="The eval's JSON (path from the project root)")
+    lengths: list[int] = Field(min_length=1, description="Context lengths evaluated (tokens)")
+    working_context: int | None = Field(
+        description="Longest length whose accuracy stays within the gate (None: none does)"
+    )
+    gate: str = Field(min_length=1, description="The accuracy gate the working context meets")
+    notes: str = ""
+
+    @field_validator("results")
+    @classmethod
+    def _exists(cls, path: str) -> str:
+        if not (PROJECT_ROOT / path).exists():
+            raise ValueError(f"long-context eval results not found: {path}")
+        return path
+
+
 class Dossier(Strict):
     """Why a recipe is what it is, and what it was measured to do. Not part of its identity."""
 
     description: str = ""
     decision: DecisionSpec
     expectations: Expectations = Field(default_factory=Expectations)
+    long_context_eval: LongContextEval | None = Field(
+        None, description="LLM: the recorded long-context eval (working context)"
+    )
     results: list[str] = Field(
         default_factory=list,
         description="Results files (paths from the project root) behind the expectations",
@@ -314,6 +343,44 @@ class Dossier(Strict):
         if missing:
             raise ValueError(f"results files not found: {', '.join(missing)}")
         return paths
+
+
+class ContextSpec(Strict):
+    """The working context of an LLM pool: the longest prompt it serves, as measured by the
+    long-context eval (`python -m ops.evals longctx`), not the model's advertised maximum."""
+
+    working_tokens: int = Field(
+        ge=16, description="Longest prompt in tokens (chat template and tools included)"
+    )
+    long_requests: Literal["reject", "route"] = Field(
+        "reject",
+        description="A longer prompt: reject = 400 naming the model's long_context pool "
+        "(clients pick it by profile: x-workload-profile: long_context or its alias); "
+        "route = the Gateway sends it there itself (by prompt length)",
+    )
+
+
+class RoutingSpec(Strict):
+    """How the Gateway picks a replica of this pool (only matters with more than one)."""
+
+    policy: Literal["power_of_two", "prefix_affinity"] = Field(
+        "power_of_two",
+        description="power_of_two: Serve's default (two random replicas, the shorter queue); "
+        "prefix_affinity: the replica that served the longest prefix of this prompt "
+        "(deployments/llm/prefix_router.py), the least-loaded one under imbalance",
+    )
+    imbalance_threshold: int = Field(
+        4,
+        ge=0,
+        description="prefix_affinity: the best-matching replica is skipped for the "
+        "least-loaded one when its queue is longer by more than this many requests",
+    )
+    block_chars: int = Field(
+        256, ge=16, description="prefix_affinity: prompt characters per hashed prefix block"
+    )
+    max_blocks: int = Field(
+        100_000, ge=1, description="prefix_affinity: prefix blocks remembered (LRU)"
+    )
 
 
 class CostSpec(Strict):
@@ -338,6 +405,14 @@ class RecipeSpec(Versioned):
     deployment: DeploymentSpec
     slo: SLOSpec = Field(default_factory=SLOSpec)
     cost: CostSpec
+    context: ContextSpec | None = Field(
+        None, description="LLM: the measured working context and what happens beyond it"
+    )
+    routing: RoutingSpec | None = Field(
+        None, description="Replica choice within the pool; None = Serve's power of two"
+    )
+
+    hashed_when_set: ClassVar[set[str]] = {"context", "routing"}
 
     @model_validator(mode="after")
     def _engine_fits_task(self) -> RecipeSpec:

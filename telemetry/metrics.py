@@ -255,6 +255,16 @@ def llm_prefix_cache_total() -> Any:
     )
 
 
+def llm_routing_total() -> Any:
+    return counter(
+        "platform_llm_routing_decisions_total",
+        "Replica choices of an LLM pool's prefix-affinity router: decision=affinity (the "
+        "replica holding the longest prefix), least_loaded (no prefix held, or imbalance), "
+        "power_of_two (asked for by the request)",
+        ("pool", "decision"),
+    )
+
+
 # --- GPU ----------------------------------------------------------------------------------------
 
 GPU_TAGS = (*POOL_TAGS, "gpu")

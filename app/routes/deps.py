@@ -19,6 +19,7 @@ from telemetry import metrics
 PROFILE_HEADER = "x-workload-profile"
 RECIPE_HEADER = "x-recipe"
 POOL_HEADER = "x-pool"
+ROUTING_HEADER = "x-routing-policy"
 
 logger = logging.getLogger("ray.serve")
 T = TypeVar("T")
@@ -116,6 +117,7 @@ def call_context(request: Request) -> CallContext:
     return CallContext(
         request_id=request.headers.get("x-request-id", ""),
         arrival=getattr(request.state, "arrival", 0.0),
+        routing=request.headers.get(ROUTING_HEADER),
     )
 
 

@@ -9,6 +9,7 @@ from typing import Any
 from fastapi import APIRouter, Request
 from fastapi.responses import JSONResponse, Response, StreamingResponse
 
+from app.context import enforce_working_context
 from app.pools import LLMClient
 from app.protocol.chat import ChatCompletionRequest, GenerationParams
 from app.protocol.completions import CompletionRequest
@@ -33,6 +34,8 @@ async def completions(body: CompletionRequest, request: Request) -> Response:
 async def _generate(body: GenerationParams, request: Request, endpoint: Task) -> Response:
     resolve_pool(request, body.model, endpoint)  # the route (candidate share) is in request.state
     engine_body, context = body.engine_body(), call_context(request)
+    # A prompt over the pool's working context goes to the long-context pool or gets a 400.
+    await enforce_working_context(request, engine_body, endpoint)
 
     def generate(client: LLMClient) -> Any:
         method = client.chat if endpoint is Task.CHAT else client.completion

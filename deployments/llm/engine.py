@@ -51,7 +51,7 @@ def engine_cli_args(model_dir: Path, served_name: str, cfg: LLMEngineConfig) -> 
     if cfg.reasoning_parser:
         args += ["--reasoning-parser", cfg.reasoning_parser]
     if cfg.chat_template:
-        args += ["--chat-template", cfg.chat_template]
+        args += ["--chat-template", str(cfg.chat_template_file())]
     for key, value in sorted(cfg.engine_kwargs.items()):
         flag = "--" + key.replace("_", "-")
         if value is True:

@@ -205,3 +205,75 @@ def ratios(a: dict, b: dict) -> dict[str, float | None]:
         "tpot_p99_ms_b_minus_a": diff_ms("tpot_s", "p99"),
         "e2el_p50_ms_b_minus_a": diff_ms("e2el_s", "p50"),
     }
+
+
+@app.command()
+def agent(
+    scenario_name: str = typer.Argument("agent-sessions", help="an agent scenario name or path"),
+    url: str = typer.Option("http://127.0.0.1:8000", help="the platform under test"),
+    ab: bool = typer.Option(False, help="interleave prefix-affinity and power-of-two rounds"),
+    rounds: int = typer.Option(3, min=1, help="measured rounds (per policy with --ab)"),
+    warmup: bool = typer.Option(True, help="one unmeasured round first"),
+    budget_s: float = typer.Option(None, help="start no new round (or A/B pair) after this"),
+    out: Path = typer.Option(None),
+) -> None:
+    """Agent sessions against an agentic pool: per-turn TTFT, prefix-cache hit rate, cost per
+    session; with --ab, the pool's prefix-affinity router against Serve's power of two, same
+    run, interleaved rounds."""
+    import httpx
+
+    from ops.loadgen import agent as sessions
+    from recipes.loader import load_recipe
+
+    scenario = sessions.load_agent_scenario(scenario_name)
+    probe = httpx.post(
+        f"{url}/v1/chat/completions",
+        json={"model": scenario.model, "messages": [{"role": "user", "content": "Hi"}],
+              "max_tokens": 1},
+        headers=scenario.headers, timeout=120,
+    )  # fmt: skip
+    probe.raise_for_status()
+    ref = probe.headers["x-recipe"]
+    recipe = load_recipe(ref.split("+", 1)[0])
+    replicas = recipe.deployment.autoscaling.max_replicas
+    policies = ["prefix_affinity", "power_of_two"] if ab else ["as_configured"]
+    # (label, policy, shape seed): the rounds of one pair run sessions of the same shapes.
+    plan = [("warmup", policies[0], -1)] if warmup else []
+    plan += [(f"round{i + 1}-{p}", p, i) for i in range(rounds) for p in policies]
+    folder = _out_dir(f"{scenario.name}{'-ab' if ab else ''}", out)
+    folder.mkdir(parents=True, exist_ok=True)
+    summaries = []
+    started = time.time()
+    for n, (label, policy, shape) in enumerate(plan):
+        if budget_s is not None and time.time() - started > budget_s and policy == policies[0]:
+            typer.echo(f"budget of {budget_s:g}s spent: {label} and later rounds not run")
+            break
+        typer.echo(f"{label}: {scenario.sessions} sessions, {scenario.parallel} in parallel")
+        rnd = asyncio.run(
+            sessions.run_round(
+                url, scenario, scenario.seed + n, policy, label, scenario.seed + shape
+            )
+        )
+        (folder / f"records-{label}.jsonl").write_text(sessions.round_records(rnd))
+        summary = sessions.summarize_round(rnd, recipe.cost.usd_per_hour, replicas)
+        typer.echo(
+            f"  TTFT p50 {summary['ttft_s']['p50']:.3f}s p99 {summary['ttft_s']['p99']:.3f}s, "
+            f"hit rate {summary['prefix_cache_hit_rate']}, failed {summary['turns_failed']}"
+        )
+        if label != "warmup":
+            summaries.append(summary)
+    body = {
+        "scenario": scenario.model_dump(),
+        "url": url,
+        "recipe": ref,
+        "replicas": replicas,
+        "usd_per_hour": recipe.cost.usd_per_hour,
+        "rounds": summaries,
+        "policies": sessions.compare_policies(summaries),
+    }
+    (folder / "agent.json").write_text(json.dumps(body, indent=2) + "\n")
+    text = report.agent_table(body)
+    (folder / "agent.md").write_text(text)
+    report.plot_agent(body, folder / "agent.png")
+    typer.echo(text)
+    typer.echo(f"written to {folder}")

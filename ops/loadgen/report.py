@@ -107,3 +107,77 @@ def plot_sweep(points: list[dict[str, Any]], over: str, profile: str, path: Path
     fig.tight_layout()
     fig.savefig(path, dpi=110)
     plt.close(fig)
+
+
+def agent_table(body: dict[str, Any]) -> str:
+    """Agent sessions: one row per measured round, then each policy's medians (with the
+    spread over its rounds)."""
+    head = (
+        "| round | policy | sessions ok | turns (tool calls) | TTFT p50/p99 ms | "
+        "latency p50 ms | prefix-cache hit rate | tokens/session | $/session |"
+    )
+    lines = [head, "|" + "---|" * 9]
+    for r in body["rounds"]:
+        hit = r["prefix_cache_hit_rate"]
+        tokens, usd = r["tokens_per_session"], r["usd_per_session"]
+        lines.append(
+            f"| {r['label']} | {r['policy']} | {r['sessions_completed']}/{r['sessions']} | "
+            f"{r['turns']} ({r['tool_call_turns']}) | "
+            f"{_ms(r['ttft_s'], 'p50')}/{_ms(r['ttft_s'], 'p99')} | "
+            f"{_ms(r['latency_s'], 'p50')} | {'-' if hit is None else f'{hit:.3f}'} | "
+            f"{'-' if tokens is None else f'{tokens:.0f}'} | "
+            f"{'-' if usd is None else f'{usd:.2e}'} |"
+        )
+    lines += ["", "| policy | TTFT p50 ms (min-max) | TTFT p99 ms (min-max) | hit rate (min-max) |"]
+    lines.append("|---|---|---|---|")
+
+    def cell(stat: dict[str, Any], scale: float, fmt: str) -> str:
+        if stat["median"] is None:
+            return "-"
+        return (
+            f"{stat['median'] * scale:{fmt}} ({stat['min'] * scale:{fmt}}-"
+            f"{stat['max'] * scale:{fmt}})"
+        )
+
+    for policy, s in body["policies"].items():
+        lines.append(
+            f"| {policy} | {cell(s['ttft_p50_s'], 1000, '.0f')} | "
+            f"{cell(s['ttft_p99_s'], 1000, '.0f')} | {cell(s['prefix_cache_hit_rate'], 1, '.3f')} |"
+        )
+    by_turn = " ".join(
+        f"{r['label']}: "
+        + ", ".join(f"t{k}={v * 1000:.0f}" for k, v in r["ttft_p50_s_by_turn"].items())
+        for r in body["rounds"]
+    )
+    lines += ["", f"TTFT p50 ms by turn: {by_turn}"]
+    return "\n".join(lines) + "\n"
+
+
+def plot_agent(body: dict[str, Any], path: Path) -> None:
+    """TTFT p50 per turn index, one line per measured round (colour by policy)."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    colours = {}
+    fig, ax = plt.subplots(figsize=(7, 4))
+    for r in body["rounds"]:
+        colour = colours.setdefault(r["policy"], f"C{len(colours)}")
+        turns = sorted(r["ttft_p50_s_by_turn"], key=int)
+        hit = r["prefix_cache_hit_rate"]
+        ax.plot(
+            [int(t) for t in turns],
+            [r["ttft_p50_s_by_turn"][t] * 1000 for t in turns],
+            "o-",
+            color=colour,
+            alpha=0.8,
+            label=f"{r['label']} (hit {hit:.2f})" if hit is not None else r["label"],
+        )
+    ax.set_xlabel("turn of the session")
+    ax.set_ylabel("TTFT p50 (ms)")
+    ax.set_title(f"agent sessions on {body['recipe'].split('+')[0]}", fontsize=9)
+    ax.legend(fontsize=7)
+    fig.tight_layout()
+    fig.savefig(path, dpi=120)
+    plt.close(fig)

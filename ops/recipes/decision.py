@@ -99,6 +99,42 @@ def _envelope(recipe: Recipe) -> str:
     return "; ".join(parts) or "Not measured yet."
 
 
+def _working_context(recipe: Recipe) -> list[str]:
+    """The measured working context and what the pool does beyond it (only when recorded)."""
+    evaluated, context = recipe.dossier.long_context_eval, recipe.context
+    if evaluated is None and context is None:
+        return []
+    lines = []
+    if evaluated is not None:
+        lines.append(
+            f"Long-context eval ({evaluated.results}, lengths {evaluated.lengths}): working "
+            f"context {evaluated.working_context} tokens; gate: {evaluated.gate}. "
+            f"{evaluated.notes}".strip()
+        )
+    if context is not None:
+        beyond = (
+            "are sent to the model's long_context pool by the Gateway"
+            if context.long_requests == "route"
+            else "get a 400 naming the model's long_context pool"
+        )
+        lines.append(f"Prompts over {context.working_tokens} tokens {beyond}.")
+    return ["## Working context", "", " ".join(lines), ""]
+
+
+def _routing(recipe: Recipe) -> list[str]:
+    routing = recipe.routing
+    if routing is None:
+        return []
+    text = (
+        f"{routing.policy}: the replica holding the longest prefix of the prompt (blocks of "
+        f"{routing.block_chars} characters), the least-loaded one when its queue is longer by "
+        f"more than {routing.imbalance_threshold}."
+        if routing.policy == "prefix_affinity"
+        else "Serve's power of two choices."
+    )
+    return ["## Routing", "", text, ""]
+
+
 def render_decision(recipe: Recipe) -> str:
     d, dep, slo = recipe.dossier.decision, recipe.deployment, recipe.slo
     bundles = placement_bundles(recipe)
@@ -148,6 +184,8 @@ def render_decision(recipe: Recipe) -> str:
             d.reason,
             "",
             *(["## Max context", "", d.max_context_reason, ""] if d.max_context_reason else []),
+            *_working_context(recipe),
+            *_routing(recipe),
             "## Notes",
             "",
             recipe.dossier.expectations.notes or "None.",

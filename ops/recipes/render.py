@@ -11,9 +11,11 @@ from recipes.engines import LLMEngineConfig
 from recipes.loader import load_set, load_set_recipes, set_path
 from recipes.paths import CONFIG_ROOT
 from recipes.rendered import AppArgs, LaunchedRecipe
-from recipes.schema import Recipe, RecipeSet
+from recipes.schema import Recipe, RecipeSet, RecipeSpec
 from telemetry.tracing import EXPORTER_IMPORT_PATH
 
+# The router's import path (a string: rendering never imports Ray Serve's router machinery).
+PREFIX_ROUTER_CLASS = "deployments.llm.prefix_router:PrefixAffinityRouter"
 APP_NAME = "platform"
 GATEWAY_DEPLOYMENT = "Gateway"
 GIB = 1024**3
@@ -74,6 +76,16 @@ def pool_deployment(recipe: Recipe) -> dict[str, Any]:
     if spec.memory_gib is not None:
         actor["memory"] = int(spec.memory_gib * GIB)
     out["ray_actor_options"] = actor
+    routing = recipe.routing
+    if routing is not None and routing.policy == "prefix_affinity":
+        out["request_router_config"] = {
+            "request_router_class": PREFIX_ROUTER_CLASS,
+            "request_router_kwargs": {
+                "imbalance_threshold": routing.imbalance_threshold,
+                "block_chars": routing.block_chars,
+                "max_blocks": routing.max_blocks,
+            },
+        }
     if bundles:
         out["placement_group_bundles"] = bundles
         out["placement_group_strategy"] = "STRICT_PACK"
@@ -108,7 +120,7 @@ def render(recipe_set: RecipeSet, recipes: list[Recipe]) -> dict[str, Any]:
     if recipe_set.ray_env:
         application["runtime_env"] = {"env_vars": dict(sorted(recipe_set.ray_env.items()))}
     application["logging_config"] = {"encoding": "JSON", "log_level": "INFO"}
-    application["args"] = args.model_dump(mode="json")
+    application["args"] = _without_unset(args.model_dump(mode="json"))
     application["deployments"] = [gateway_deployment(recipe_set)] + [
         pool_deployment(r) for r in recipes
     ]
@@ -124,6 +136,16 @@ def render(recipe_set: RecipeSet, recipes: list[Recipe]) -> dict[str, Any]:
         },
         "applications": [application],
     }
+
+
+def _without_unset(args: dict[str, Any]) -> dict[str, Any]:
+    """Optional recipe sections a pool leaves unset are not written: a rendered config stays
+    byte-identical for every recipe that does not use them (they are outside its hash too)."""
+    for pool in args["pools"]:
+        for name in RecipeSpec.hashed_when_set:
+            if pool["recipe"].get(name, 0) is None:
+                del pool["recipe"][name]
+    return args
 
 
 class _PlainDumper(yaml.SafeDumper):

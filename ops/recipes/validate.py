@@ -66,6 +66,7 @@ def check_recipe(recipe: Recipe) -> list[Problem]:
                 f"engine.max_model_len {engine.max_model_len} exceeds the model's "
                 f"max_context {max_context}",
             )
+        problems += _check_context(recipe, where)
         if engine.device == "cuda":
             if recipe.hardware.count != engine.tensor_parallel_size:
                 add(
@@ -90,6 +91,8 @@ def check_recipe(recipe: Recipe) -> list[Problem]:
                 f"{est.overhead_gib:.1f}) exceeds memory x gpu_memory_utilization = "
                 f"{est.budget_gib:.1f} GiB: lower max_num_seqs or max_model_len, or add GPUs",
             )
+    elif recipe.context is not None or recipe.routing is not None:
+        add("context", "context and routing apply to LLM pools only")
     if recipe.deployment.num_gpus > 0 and recipe.hardware.accelerator == "cpu":
         add("hardware", "deployment.num_gpus > 0 on a cpu recipe")
     if getattr(engine, "device", "cpu") == "cuda" and recipe.hardware.accelerator == "cpu":
@@ -97,6 +100,73 @@ def check_recipe(recipe: Recipe) -> list[Problem]:
     problems += _check_rollback(recipe, where)
     problems += _check_gate(recipe, where)
     problems += _check_evidence(recipe, where)
+    return problems
+
+
+def at_advertised_max(recipe: Recipe) -> bool:
+    """An LLM pool whose engine takes the model's whole advertised context."""
+    engine, max_context = recipe.engine, recipe.model.max_context
+    return (
+        isinstance(engine, LLMEngineConfig)
+        and max_context is not None
+        and engine.max_model_len >= max_context
+    )
+
+
+def _check_context(recipe: Recipe, where: str) -> list[Problem]:
+    """The advertised max context is not a default path without a measured working context,
+    and a declared working context is one the long-context eval measured."""
+    problems: list[Problem] = []
+    evaluated = recipe.dossier.long_context_eval
+    if (
+        at_advertised_max(recipe)
+        and recipe.default_pool
+        and recipe.profile != "long_context"
+        and evaluated is None
+    ):
+        problems.append(
+            Problem(
+                where,
+                "long-context-eval",
+                f"the pool serves the bare model id by default at the model's advertised max "
+                f"context ({recipe.model.max_context}) with no recorded long-context eval: run "
+                "`python -m ops.evals longctx` and record it in dossier.long_context_eval, or "
+                "lower engine.max_model_len and leave long prompts to a long_context pool",
+            )
+        )
+    context = recipe.context
+    if context is None:
+        return problems
+    engine = recipe.engine
+    assert isinstance(engine, LLMEngineConfig)
+    if context.working_tokens > engine.max_model_len:
+        problems.append(
+            Problem(
+                where,
+                "working-context",
+                f"context.working_tokens {context.working_tokens} exceeds engine.max_model_len "
+                f"{engine.max_model_len}",
+            )
+        )
+    if evaluated is None:
+        problems.append(
+            Problem(
+                where,
+                "working-context",
+                "context.working_tokens is set with no dossier.long_context_eval behind it: "
+                "a working context is measured (`python -m ops.evals longctx`), not assumed",
+            )
+        )
+    elif evaluated.working_context is None or context.working_tokens > evaluated.working_context:
+        problems.append(
+            Problem(
+                where,
+                "working-context",
+                f"context.working_tokens {context.working_tokens} is beyond the working context "
+                f"the long-context eval measured ({evaluated.working_context}, "
+                f"{evaluated.results})",
+            )
+        )
     return problems
 
 
@@ -216,12 +286,51 @@ def check_set(recipe_set: RecipeSet, recipes: list[Recipe]) -> list[Problem]:
                 "say which pools share its GPU so their sum can be checked",
             )
 
+    problems += _check_default_paths(recipes, where)
+
     names: dict[str, str] = {}
     for r in recipes:
         for name in [r.model.name, *r.aliases]:
             owner = names.setdefault(name, r.id)
             if owner != r.id and name in r.aliases:
                 add("routing", f"alias '{name}' of {r.id} is already taken by {owner}")
+    return problems
+
+
+def default_pool_of(recipes: list[Recipe], model: str) -> Recipe:
+    """The pool that answers a model's bare id: the first with default_pool, else the first
+    (the Gateway's registry resolves it the same way)."""
+    pools = [r for r in recipes if r.model.name == model]
+    return next((r for r in pools if r.default_pool), pools[0])
+
+
+def _check_default_paths(recipes: list[Recipe], where: str) -> list[Problem]:
+    problems: list[Problem] = []
+    for model in dict.fromkeys(r.model.name for r in recipes):
+        default = default_pool_of(recipes, model)
+        if at_advertised_max(default) and default.dossier.long_context_eval is None:
+            problems.append(
+                Problem(
+                    where,
+                    "long-context-eval",
+                    f"{default.id} answers model '{model}' by default at its advertised max "
+                    f"context ({default.model.max_context}) with no recorded long-context eval: "
+                    "run `python -m ops.evals longctx` and record it, or make a pool sized to "
+                    "the traffic the default",
+                )
+            )
+    for r in recipes:
+        if r.context is None or r.context.long_requests != "route":
+            continue
+        if not any(o.model.name == r.model.name and "long_context" in o.profiles for o in recipes):
+            problems.append(
+                Problem(
+                    where,
+                    "routing",
+                    f"{r.id} routes prompts over its working context to the long_context pool, "
+                    f"but no pool of model '{r.model.name}' in the set serves long_context",
+                )
+            )
     return problems
 
 

@@ -1,0 +1,3 @@
+from ops.evals.cli import app
+
+app()
