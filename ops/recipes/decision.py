@@ -52,6 +52,11 @@ def _serving_flags(recipe: Recipe) -> str:
         from deployments.llm.engine import engine_cli_args
 
         flags = engine_cli_args(Path("<model>"), recipe.model.name, recipe.engine)
+        # The engine gets the template's absolute path; the record keeps the recipe's own
+        # (relative) one so that it reads the same from any checkout.
+        template = recipe.engine.chat_template_file()
+        if template is not None:
+            flags = [recipe.engine.chat_template if f == str(template) else f for f in flags]
         return "`vllm serve " + " ".join(flags) + "`"
     fields = recipe.engine.model_dump(exclude={"kind"})
     return ", ".join(f"`{k}={v}`" for k, v in fields.items())
