@@ -74,6 +74,10 @@ def _json(value: Any) -> str:
 CURRENT_CALL: contextvars.ContextVar[CallContext | None] = contextvars.ContextVar(
     "current_call", default=None
 )
+# Where the records of that call's finished engine requests go too (set with CURRENT_CALL).
+CURRENT_SINK: contextvars.ContextVar[list | None] = contextvars.ContextVar(
+    "current_sink", default=None
+)
 
 
 @dataclass
@@ -105,12 +109,18 @@ class ObservedEngineClient:
         return getattr(self._engine, name)
 
     def generate(self, *args: Any, **kwargs: Any) -> AsyncIterator[Any]:
-        return self._observe(self._engine.generate(*args, **kwargs), CURRENT_CALL.get())
+        outputs = self._engine.generate(*args, **kwargs)
+        return self._observe(outputs, CURRENT_CALL.get(), CURRENT_SINK.get())
 
-    async def _observe(self, outputs: AsyncIterator[Any], call: CallContext | None):
+    async def _observe(
+        self, outputs: AsyncIterator[Any], call: CallContext | None, sink: list | None
+    ):
         async for output in outputs:
             if output.finished:
-                self._on_finished(_record_of(output, call))
+                record = _record_of(output, call)
+                self._on_finished(record)
+                if sink is not None:
+                    sink.append(record)
             yield output
 
 
@@ -200,19 +210,19 @@ class VLLMEngine:
     # -- requests -----------------------------------------------------------------------------
 
     async def chat(
-        self, body: dict[str, Any], call: CallContext | None = None
+        self, body: dict[str, Any], call: CallContext | None = None, sink: list | None = None
     ) -> AsyncIterator[str] | dict[str, Any]:
         serving = self.state.openai_serving_chat
         return await self._serve(
-            serving, serving.create_chat_completion, self._chat_request, body, call
+            serving, serving.create_chat_completion, self._chat_request, body, call, sink
         )
 
     async def completion(
-        self, body: dict[str, Any], call: CallContext | None = None
+        self, body: dict[str, Any], call: CallContext | None = None, sink: list | None = None
     ) -> AsyncIterator[str] | dict[str, Any]:
         serving = self.state.openai_serving_completion
         return await self._serve(
-            serving, serving.create_completion, self._completion_request, body, call
+            serving, serving.create_completion, self._completion_request, body, call, sink
         )
 
     async def _serve(
@@ -222,17 +232,20 @@ class VLLMEngine:
         request_class: type,
         body: dict[str, Any],
         call: CallContext | None,
+        sink: list | None = None,
     ) -> AsyncIterator[str] | dict[str, Any]:
         """Validate the body as vLLM's request, run it with the call's context visible to the
-        engine client, and turn a refusal into vLLM's own error response."""
+        engine client, and turn a refusal into vLLM's own error response. The records of the
+        engine requests it runs are appended to `sink` as they finish."""
         request = self._parse(request_class, body)
-        token = CURRENT_CALL.set(call)
+        token, sink_token = CURRENT_CALL.set(call), CURRENT_SINK.set(sink)
         try:
             result = await create(request, None)
         except self._client_errors as e:
             result = serving.create_error_response(e)
         finally:
             CURRENT_CALL.reset(token)
+            CURRENT_SINK.reset(sink_token)
         return self._result(result)
 
     def _parse(self, request_class: type, body: dict[str, Any]) -> Any:
