@@ -97,7 +97,44 @@ def check_recipe(recipe: Recipe) -> list[Problem]:
     problems += _check_rollback(recipe, where)
     problems += _check_gate(recipe, where)
     problems += _check_evidence(recipe, where)
+    problems += _check_envelope(recipe, where)
     return problems
+
+
+def _check_envelope(recipe: Recipe, where: str) -> list[Problem]:
+    """An envelope number comes from the results file it names, which the dossier lists."""
+    from ops.capacity.envelope import load_envelope
+
+    declared = recipe.dossier.expectations.envelope
+    if declared is None:
+        return []
+    if declared.file not in recipe.dossier.results:
+        return [
+            Problem(
+                where,
+                "envelope",
+                f"expectations.envelope.file {declared.file} is not in dossier.results",
+            )
+        ]
+    try:
+        measured = load_envelope(declared.file)
+    except (OSError, ValueError) as e:
+        return [Problem(where, "envelope", f"{declared.file} is not an envelope: {e}")]
+    if measured.recipe.split("+")[0] != f"{recipe.id}@{recipe.version}":
+        return [
+            Problem(where, "envelope", f"{declared.file} measured {measured.recipe}, not {where}")
+        ]
+    if declared.max_concurrency_within_slo != measured.max_concurrency_within_slo:
+        return [
+            Problem(
+                where,
+                "envelope",
+                f"expectations.envelope.max_concurrency_within_slo "
+                f"{declared.max_concurrency_within_slo} != {measured.max_concurrency_within_slo} "
+                f"in {declared.file}",
+            )
+        ]
+    return []
 
 
 def _check_evidence(recipe: Recipe, where: str) -> list[Problem]:
@@ -105,7 +142,7 @@ def _check_evidence(recipe: Recipe, where: str) -> list[Problem]:
     exp = recipe.dossier.expectations
     numbers = [
         name
-        for name in ("vram_gib", "throughput", "latency", "cold_start_s")
+        for name in ("vram_gib", "throughput", "latency", "cold_start_s", "envelope")
         if getattr(exp, name) is not None
     ]
     if not numbers or recipe.dossier.results:
