@@ -320,6 +320,11 @@ def _gpus_per_replica(recipe: Recipe) -> float:
     return 0.0
 
 
+def working_set_tokens(sequences: float, context_tokens: float, shared_prefix: float) -> float:
+    """KV tokens the cache must hold: each sequence's context, the prefix they share held once."""
+    return max(0.0, sequences * context_tokens - max(0.0, sequences - 1) * shared_prefix)
+
+
 def _resources(plan: PoolPlan, recipe: Recipe, env: Envelope, profiles, at: Prediction, n: int):
     step = env.model()
     demand = 0.0
@@ -338,9 +343,7 @@ def _resources(plan: PoolPlan, recipe: Recipe, env: Envelope, profiles, at: Pred
         ((p.prefix.share if p.prefix else 0.0) * (p.prompt_tokens.mean if p.prompt_tokens else 0))
         for p in profiles
     )
-    seqs = at.mean_running
-    held = seqs * at.mean_context_tokens - max(0.0, seqs - 1) * prefix
-    plan.kv_working_set_tokens = max(0.0, held)
+    plan.kv_working_set_tokens = working_set_tokens(at.mean_running, at.mean_context_tokens, prefix)
     est = estimate(recipe)
     if est is not None:
         plan.kv_working_set_gib = plan.kv_working_set_tokens * est.kv_bytes_per_token / GIB
