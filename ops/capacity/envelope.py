@@ -49,13 +49,14 @@ class Envelope(BaseModel):
 
     def model(self) -> StepModel:
         f = self.step_model
-        return StepModel(f.base_s, f.per_seq_s, f.per_prefill_token_s)
+        return StepModel(f.base_s, f.per_seq_s, f.per_prefill_token_s, f.ttft_overhead_s)
 
 
 class StepModelFit(BaseModel):
     base_s: float
     per_seq_s: float
     per_prefill_token_s: float
+    ttft_overhead_s: float = 0.0
     prefill_capacity_tokens_per_s: float | None
     note: str = ""
 
@@ -73,27 +74,35 @@ def load_envelope(path: str | Path) -> Envelope:
 
 
 def fit_step_model(points: list[EnvelopePoint]) -> StepModelFit:
-    """Step time = base + per_seq x decoding sequences + per_prefill_token x prompt tokens.
+    """Step time = base + per_seq x decoding sequences + per_prefill_token x prompt tokens,
+    and a fixed serving path (overhead) before a request reaches the engine.
 
     In a closed-loop sweep with prompts of P tokens and outputs of N, each of c sequences
-    prefills once per N decode steps, so TPOT(c) = base + (per_seq + P k / N) c: a line in c.
-    Its intercept is base; TTFT at the lowest concurrency (one step that computes the prompt,
-    plus the serving path) gives k = (TTFT - base) / P; per_seq is the rest of the slope."""
+    prefills once per N decode steps, so TPOT(c) = base + (per_seq + P k / N) c: a line in c
+    whose intercept is base. TTFT at the lowest concurrency is overhead + base + P k. Two
+    equations for three unknowns: k is the TTFT's share when that leaves per_seq >= 0,
+    otherwise the whole slope is prefill (per_seq 0) and the rest of the TTFT is overhead."""
     usable = [p for p in points if p.tpot_p50_ms is not None and p.failed == 0]
     if len(usable) < 2:
         raise ValueError("an envelope needs two load steps with TPOT to fit a step model")
     c = np.array([p.concurrency for p in usable], dtype=float)
     tpot = np.array([p.tpot_p50_ms for p in usable], dtype=float) / 1000
     slope, intercept = np.polyfit(c, tpot, 1)
+    slope = max(float(slope), 0.0)
     base = max(float(intercept), 1e-4)
     low = min(usable, key=lambda p: p.concurrency)
     prompt, output = low.input_tokens_mean, max(low.output_tokens_mean, 1.0)
-    per_token = max(0.0, ((low.ttft_p50_ms or 0) / 1000 - base) / prompt) if prompt else 0.0
-    per_seq = max(0.0, float(slope) - prompt * per_token / output)
+    ttft = (low.ttft_p50_ms or 0) / 1000
+    k_ttft = max(0.0, (ttft - base) / prompt) if prompt else 0.0
+    k_slope = slope * output / prompt if prompt else 0.0
+    per_token = min(k_ttft, k_slope)
+    per_seq = max(0.0, slope - prompt * per_token / output)
+    overhead = max(0.0, ttft - base - prompt * per_token)
     return StepModelFit(
         base_s=base,
         per_seq_s=per_seq,
         per_prefill_token_s=per_token,
+        ttft_overhead_s=overhead,
         prefill_capacity_tokens_per_s=1 / per_token if per_token else None,
         note=f"fitted on concurrency {[int(x) for x in c]}: TPOT p50 line {1000 * intercept:.2f}"
         f" ms + {1000 * slope:.3f} ms/seq; TTFT p50 {low.ttft_p50_ms:.1f} ms at c={low.concurrency}"

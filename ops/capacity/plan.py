@@ -47,6 +47,7 @@ class Prediction(BaseModel):
     mean_running: float = Field(description="sequences in the running batch, per replica, mean")
     max_running: int
     mean_context_tokens: float
+    backlog: int = Field(0, description="requests sent in the window that never finished")
     meets_slo: bool
 
 
@@ -226,6 +227,7 @@ def summarize(
         mean_running=seq_s / window / len(reps),
         max_running=max(len(r.running) for r in reps) if reps else 0,
         mean_context_tokens=sum(r.context_token_seconds for r in reps) / seq_s if seq_s else 0.0,
+        backlog=sum(1 for r in result.measured() if r.finish is None),
         meets_slo=all(p.meets_slo for p in out),
     )
 
@@ -286,6 +288,12 @@ def plan_pool(
         plan.rate_headroom = _rate_headroom(env, limits, profiles, slos, needed, opts)
         _resources(plan, recipe, env, profiles, at_plan, needed)
     plan.at_current = predict(env, limits, profiles, slos, now, 1.0, opts)
+    if needed is None:
+        plan.note = (
+            f"no replica count up to {opts.max_replicas} holds every SLO; prefill, KV and cost "
+            f"are at the recipe's {now} replica(s)"
+        )
+        _resources(plan, recipe, env, profiles, plan.at_current, now)
     plan.curve = [
         replicas_for(env, limits, profiles, slos, f, opts)[1] or Prediction.model_construct()
         for f in opts.curve
@@ -363,28 +371,26 @@ def _resources(plan: PoolPlan, recipe: Recipe, env: Envelope, profiles, at: Pred
 
 
 def _shared_check(plan: PoolPlan, recipe: Recipe, profiles, env, envelope_path, opts) -> None:
+    """At the recipe's replicas: is the throughput enough (every request sent in the window
+    finished: no backlog) while a latency-critical profile misses its p99? Then plan one
+    dedicated pool per profile (same recipe, one profile each) beside it."""
     now = plan.at_current
     if now is None:
         return
     critical = [
         p for p in now.profiles if p.slo.ttft_ms is not None and p.profile in LATENCY_CRITICAL
     ]
-    throughput_ok = all(p.requests and p.goodput_share >= 0 for p in now.profiles) and (
-        now.busy_share < 0.98
-        or all(
-            p.tpot_p99_ms is None or p.slo.tpot_ms is None or p.tpot_p99_ms <= p.slo.tpot_ms
-            for p in now.profiles
-        )
-    )
     missed = [p for p in critical if not p.meets_slo]
-    if missed and throughput_ok:
+    if not missed:
+        return
+    if now.backlog == 0:
         names = ", ".join(
-            f"{p.profile} TTFT p99 {p.ttft_p99_ms:.0f} ms > {p.slo.ttft_ms:g}" for p in missed
+            f"{p.profile} TTFT p99 {p.ttft_p99_ms:.0f} ms > SLO {p.slo.ttft_ms:g} ms"
+            for p in missed
         )
         plan.shared_pool_flag = (
-            f"shared pool at {now.replicas} replica(s): throughput suffices (engine busy "
-            f"{100 * now.busy_share:.0f}%, every request served) but {names}"
+            f"shared pool at {now.replicas} replica(s): the throughput is enough (every "
+            f"request served, no backlog) but {names}"
         )
-    if missed:
-        for p in profiles:
-            plan.dedicated.append(plan_pool(recipe, [p], env, envelope_path, opts, False))
+    for p in profiles:
+        plan.dedicated.append(plan_pool(recipe, [p], env, envelope_path, opts, False))

@@ -6,7 +6,8 @@ The engine model is vLLM V1's scheduler in outline: every step serves the runnin
 requests first come, first served, while there is a free sequence slot (max_num_seqs) and
 token budget (max_num_batched_tokens). A step takes
     base_s + per_seq_s x decoding sequences + per_prefill_token_s x prompt tokens computed,
-and a request's first token comes at the end of the step that finishes its prompt. Prompt
+and a request's first token comes at the end of the step that finishes its prompt; it
+reaches the engine overhead_s after it arrived (the serving path). Prompt
 tokens its prefix cache holds are not computed. Replicas are picked as Ray Serve's router
 does: the less loaded of two chosen at random.
 """
@@ -59,6 +60,7 @@ class StepModel:
     base_s: float
     per_seq_s: float
     per_prefill_token_s: float
+    overhead_s: float = 0.0  # the serving path before the engine (HTTP, Gateway, tokenizing)
 
     def step_s(self, decoding: int, prefill_tokens: int) -> float:
         return self.base_s + self.per_seq_s * decoding + self.per_prefill_token_s * prefill_tokens
@@ -193,7 +195,8 @@ def simulate(
 ) -> SimResult:
     """Run open-loop `arrivals` (time, profile, prompt, output, cached tokens) and closed-loop
     clients through `replicas` engines for `duration_s`; requests arriving after it are not
-    sent, those in flight run to their end."""
+    sent, those in flight may run for half as long again (what is still unfinished then is a
+    backlog: the pool cannot keep up)."""
     rng = random.Random(seed)
     pool = [Replica(limits, step) for _ in range(replicas)]
     events: list[tuple[float, int, int, object]] = []  # (time, order, kind, payload)
@@ -204,18 +207,22 @@ def simulate(
         order += 1
         heapq.heappush(events, (t, order, kind, payload))
 
+    delay = step.overhead_s
     for a in arrivals:
         if a[0] < duration_s:
-            push(a[0], 0, SimRequest(a[1], a[0], a[2], a[3], a[4]))
+            push(a[0] + delay, 0, SimRequest(a[1], a[0], a[2], a[3], a[4]))
     for loop in closed:
         for client in range(loop.clients):
             prompt, output, cached = loop.make(rng)
             t = client * 1e-3
-            push(t, 0, SimRequest(loop.profile, t, prompt, output, cached, client=client))
+            push(t + delay, 0, SimRequest(loop.profile, t, prompt, output, cached, client=client))
     by_profile = {loop.profile: loop for loop in closed}
     sent: list[SimRequest] = []
+    horizon = duration_s * 1.5
     while events:
         now, _, kind, payload = heapq.heappop(events)
+        if now > horizon:
+            break
         if kind == 0:
             request: SimRequest = payload  # type: ignore[assignment]
             sent.append(request)
@@ -234,7 +241,8 @@ def simulate(
                 loop = by_profile.get(r.profile)
                 if loop is not None and r.client is not None and now < duration_s:
                     prompt, output, cached = loop.make(rng)
-                    push(now, 0, SimRequest(r.profile, now, prompt, output, cached, r.client))
+                    request = SimRequest(r.profile, now, prompt, output, cached, r.client)
+                    push(now + delay, 0, request)
             replica.start_step(now)
             if replica.busy_until is not None:
                 push(replica.busy_until, 1, replica)

@@ -59,7 +59,8 @@ def envelope_table(env: Envelope) -> str:
         "",
         f"step model: {1000 * f.base_s:.2f} ms + {1000 * f.per_seq_s:.3f} ms x decoding "
         f"sequences + {1e6 * f.per_prefill_token_s:.1f} us x prompt tokens "
-        f"(prefill capacity {_f(f.prefill_capacity_tokens_per_s, '{:.0f}')} tok/s); {f.note}",
+        f"+ {1000 * f.ttft_overhead_s:.1f} ms serving path before the engine (prefill capacity "
+        f"{_f(f.prefill_capacity_tokens_per_s, '{:.0f}')} tok/s); {f.note}",
         f"largest concurrency within the SLO {env.slo.model_dump(exclude_none=True)}: "
         f"{env.max_concurrency_within_slo}",
     ]
@@ -120,23 +121,39 @@ def plot_plan(plans: list[PoolPlan], path: Path) -> None:
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
-    rows = [p for p in plans if p.curve] + [d for p in plans for d in p.dedicated if d.curve]
+    rows = [(p, p.pool) for p in plans if p.curve] + [
+        (d, f"{d.pool}, dedicated to {d.profiles[0]}")
+        for p in plans
+        for d in p.dedicated
+        if d.curve
+    ]
     if not rows:
         return
     fig, axes = plt.subplots(len(rows), 2, figsize=(11, 3.6 * len(rows)), squeeze=False)
-    for (left, right), p in zip(axes, rows, strict=True):
-        xs = [c.load_factor for c in p.curve if c.profiles]
-        left.plot(xs, [c.replicas for c in p.curve if c.profiles], marker="o")
-        left.set_title(f"{p.pool}: replicas to hold the SLO")
+    for (left, right), (p, title) in zip(axes, rows, strict=True):
+        curve = [c for c in p.curve if c.profiles]
+        held = [c for c in curve if c.meets_slo]
+        missed = [c for c in curve if not c.meets_slo]
+        left.plot([c.load_factor for c in held], [c.replicas for c in held], "o-", label="holds")
+        if missed:
+            left.plot(
+                [c.load_factor for c in missed],
+                [c.replicas for c in missed],
+                "rx",
+                label=f"not held at {missed[0].replicas}",
+            )
+        left.set_title(f"{title}: replicas to hold the SLO", fontsize=9)
         left.set_xlabel("load (x the shape's peak)")
         left.set_ylabel("replicas")
+        left.legend(fontsize=7)
+        xs = [c.load_factor for c in curve]
         for q_index, name in enumerate(p.profiles):
-            ys = [c.profiles[q_index].ttft_p99_ms for c in p.curve if c.profiles]
+            ys = [c.profiles[q_index].ttft_p99_ms for c in curve]
             line = right.plot(xs, ys, marker="o", label=f"{name} TTFT p99")
-            slo = p.curve[0].profiles[q_index].slo.ttft_ms if p.curve[0].profiles else None
+            slo = curve[0].profiles[q_index].slo.ttft_ms if curve else None
             if slo:
                 right.axhline(slo, linestyle="--", color=line[0].get_color(), label=f"{name} SLO")
-        right.set_title(f"{p.pool}: TTFT p99 at those replicas")
+        right.set_title(f"{title}: TTFT p99 at those replicas", fontsize=9)
         right.set_xlabel("load (x the shape's peak)")
         right.set_ylabel("ms")
         right.set_yscale("log")

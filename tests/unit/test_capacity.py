@@ -164,6 +164,21 @@ def test_step_model_fit_recovers_a_known_engine():
     assert fit.per_prefill_token_s == pytest.approx(1e-4)
     assert fit.per_seq_s == pytest.approx(0.002)
     assert fit.prefill_capacity_tokens_per_s == pytest.approx(10_000)
+    assert fit.ttft_overhead_s == pytest.approx(0.0)
+    # a serving path of 30 ms in front and no per-sequence cost: TPOT(c) = 10 + 0.2 c ms,
+    # TTFT(1) = 30 + 10 + 10 = 50 ms. The slope allows at most 0.2 x 50 / 100 = 0.1 ms per
+    # prompt token, so the other 30 ms of the TTFT are the serving path.
+    points = [_point(c, 50.0 if c == 1 else 99.0, 10 + 0.2 * c) for c in (1, 2, 4, 8)]
+    fit = fit_step_model(points)
+    assert fit.per_prefill_token_s == pytest.approx(1e-4)
+    assert fit.per_seq_s == pytest.approx(0.0, abs=1e-12)
+    assert fit.ttft_overhead_s == pytest.approx(0.030)
+
+
+def test_serving_path_delays_the_engine():
+    step = StepModel(base_s=0.010, per_seq_s=0.001, per_prefill_token_s=1e-4, overhead_s=0.02)
+    run = simulate(step, EngineLimits(4, 64), 1, [(0.0, "p", 50, 2, 0)], 10.0)
+    assert run.requests[0].ttft == pytest.approx(0.02 + 0.015)
 
 
 # -- shape from the Gateway's request log --------------------------------------------------------
