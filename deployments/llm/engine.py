@@ -125,7 +125,11 @@ class ObservedEngineClient:
 
 
 def _record_of(output: Any, call: CallContext | None) -> RequestRecord:
+    # A streamed request's outputs are deltas (its last one holds the last tokens only): the
+    # engine's own count, where it has one, is the whole generation.
     generated = sum(len(c.token_ids) for c in output.outputs)
+    stats = getattr(output, "metrics", None)
+    generated = max(generated, int(getattr(stats, "num_generation_tokens", 0) or 0))
     record = RequestRecord(
         request_id=output.request_id,
         platform_request_id=call.request_id if call else None,
@@ -134,7 +138,6 @@ def _record_of(output: Any, call: CallContext | None) -> RequestRecord:
         cached_tokens=int(output.num_cached_tokens or 0),
         finished=output.outputs[0].finish_reason if output.outputs else None,
     )
-    stats = getattr(output, "metrics", None)
     # Engine-core timestamps are monotonic and share one clock, so differences are exact; the
     # frontend arrival is wall-clock, comparable with the ingress's arrival on this host.
     if stats is not None and getattr(stats, "queued_ts", 0):

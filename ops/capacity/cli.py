@@ -96,7 +96,7 @@ def calibrate(
         sys.exit(2)
     if from_summaries_of:
         slo = SLO(ttft_ms=recipe.slo.ttft_p99_ms, tpot_ms=recipe.slo.tpot_p99_ms)
-        env = from_summaries(recipe.ref, from_summaries_of, slo, _now(), input_tokens)
+        env = from_summaries(recipe, from_summaries_of, slo, _now(), input_tokens)
     else:
         env = run_calibration(
             recipe, url, concurrency, input_tokens, output_tokens, duration_s, log=typer.echo

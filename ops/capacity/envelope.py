@@ -12,10 +12,11 @@ from pathlib import Path
 import numpy as np
 from pydantic import BaseModel, Field
 
-from ops.capacity.queueing import StepModel
+from ops.capacity.queueing import ClosedLoop, EngineLimits, StepModel, simulate
 from ops.loadgen.scenario import SLO, Arrival, Lengths, Profile, Scenario
 
 KV_GAUGE = "platform_llm_kv_cache_usage_ratio"
+DEFAULT_BATCHED_TOKENS = 2048
 
 
 class EnvelopePoint(BaseModel):
@@ -73,41 +74,78 @@ def load_envelope(path: str | Path) -> Envelope:
     return Envelope.model_validate_json(path.read_text())
 
 
-def fit_step_model(points: list[EnvelopePoint]) -> StepModelFit:
-    """Step time = base + per_seq x decoding sequences + per_prefill_token x prompt tokens,
-    and a fixed serving path (overhead) before a request reaches the engine.
+def fit_step_model(points: list[EnvelopePoint], limits: EngineLimits) -> StepModelFit:
+    """Step time = base + per_seq x decoding sequences + per_prefill_token x prompt tokens, and
+    a fixed serving path (overhead) before a request reaches the engine.
 
-    In a closed-loop sweep with prompts of P tokens and outputs of N, each of c sequences
-    prefills once per N decode steps, so TPOT(c) = base + (per_seq + P k / N) c: a line in c
-    whose intercept is base. TTFT at the lowest concurrency is overhead + base + P k. Two
-    equations for three unknowns: k is the TTFT's share when that leaves per_seq >= 0,
-    otherwise the whole slope is prefill (per_seq 0) and the rest of the TTFT is overhead."""
-    usable = [p for p in points if p.tpot_p50_ms is not None and p.failed == 0]
+    At the lowest concurrency c0 nothing else runs: TPOT = base + per_seq c0 and TTFT =
+    overhead + base + P k (prompts of P tokens). How the rest of that TTFT splits between
+    prefill (k) and the serving path, and what a sequence adds to a step (per_seq), shows at
+    higher concurrency, where prefills and decodes share steps in ways no closed formula gets
+    right (closed loops fall into waves: everyone prefills, then everyone decodes). So each
+    candidate split is simulated at every measured concurrency, and the one whose throughput,
+    TTFT p50 and TPOT p50 are closest (squared log ratios) to the measured ones is kept."""
+    usable = [p for p in points if p.tpot_p50_ms and p.ttft_p50_ms and p.failed == 0 and p.requests]
     if len(usable) < 2:
-        raise ValueError("an envelope needs two load steps with TPOT to fit a step model")
-    c = np.array([p.concurrency for p in usable], dtype=float)
-    tpot = np.array([p.tpot_p50_ms for p in usable], dtype=float) / 1000
-    slope, intercept = np.polyfit(c, tpot, 1)
-    slope = max(float(slope), 0.0)
-    base = max(float(intercept), 1e-4)
+        raise ValueError("an envelope needs two load steps with TTFT and TPOT to fit a model")
     low = min(usable, key=lambda p: p.concurrency)
-    prompt, output = low.input_tokens_mean, max(low.output_tokens_mean, 1.0)
-    ttft = (low.ttft_p50_ms or 0) / 1000
-    k_ttft = max(0.0, (ttft - base) / prompt) if prompt else 0.0
-    k_slope = slope * output / prompt if prompt else 0.0
-    per_token = min(k_ttft, k_slope)
-    per_seq = max(0.0, slope - prompt * per_token / output)
-    overhead = max(0.0, ttft - base - prompt * per_token)
-    return StepModelFit(
-        base_s=base,
-        per_seq_s=per_seq,
-        per_prefill_token_s=per_token,
-        ttft_overhead_s=overhead,
-        prefill_capacity_tokens_per_s=1 / per_token if per_token else None,
-        note=f"fitted on concurrency {[int(x) for x in c]}: TPOT p50 line {1000 * intercept:.2f}"
-        f" ms + {1000 * slope:.3f} ms/seq; TTFT p50 {low.ttft_p50_ms:.1f} ms at c={low.concurrency}"
-        f" over {prompt:.0f} prompt tokens",
+    prompt = max(1, round(low.input_tokens_mean))
+    output = max(2, round(low.output_tokens_mean))
+    tpot0, ttft0 = low.tpot_p50_ms / 1000, low.ttft_p50_ms / 1000
+    best: tuple[float, StepModelFit] | None = None
+    for seq_share in (0.0, 0.005, 0.01, 0.02, 0.04, 0.08):
+        per_seq = tpot0 * seq_share
+        base = max(1e-4, tpot0 - per_seq * low.concurrency)
+        for prefill_share in np.linspace(0.05, 1.0, 20):
+            rest = max(0.0, ttft0 - base - per_seq)
+            fit = StepModelFit(
+                base_s=base,
+                per_seq_s=per_seq,
+                per_prefill_token_s=prefill_share * rest / prompt,
+                ttft_overhead_s=(1 - prefill_share) * rest,
+                prefill_capacity_tokens_per_s=prompt / (prefill_share * rest) if rest else None,
+            )
+            error = sum(_misfit(fit, p, prompt, output, limits) for p in usable)
+            if best is None or error < best[0]:
+                best = (error, fit)
+    assert best is not None
+    error, fit = best
+    fit.note = (
+        f"simulated against concurrency {[p.concurrency for p in usable]} ({prompt} in / "
+        f"{output} out): RMS log misfit {np.sqrt(error / (3 * len(usable))):.3f} over throughput, "
+        "TTFT p50 and TPOT p50"
     )
+    return fit
+
+
+def _misfit(
+    fit: StepModelFit, point: EnvelopePoint, prompt: int, output: int, limits: EngineLimits
+) -> float:
+    step = StepModel(fit.base_s, fit.per_seq_s, fit.per_prefill_token_s, fit.ttft_overhead_s)
+    e2e = (point.e2el_p50_ms or (point.ttft_p50_ms + output * point.tpot_p50_ms)) / 1000
+    duration = max(20 * e2e, 10.0)
+    loop = ClosedLoop("fit", point.concurrency, lambda _: (prompt, output, 0))
+    run = simulate(step, limits, 1, [], duration, [loop], warmup_s=4 * e2e)
+    done = [r for r in run.measured() if r.finish is not None]
+    if not done:
+        return 1e9
+    window = duration - 4 * e2e
+    ttft = float(np.median([r.ttft for r in done]))
+    tpot = float(np.median([r.tpot for r in done if r.tpot is not None]))
+    return (
+        np.log(len(done) / window / point.request_throughput) ** 2
+        + np.log(ttft * 1000 / point.ttft_p50_ms) ** 2
+        + np.log(tpot * 1000 / point.tpot_p50_ms) ** 2
+    )
+
+
+def limits_of(recipe) -> EngineLimits:
+    """The engine's batch limits: sequence slots (at most the replica's ongoing requests) and
+    tokens per step."""
+    engine = recipe.engine
+    tokens = int(engine.engine_kwargs.get("max_num_batched_tokens", DEFAULT_BATCHED_TOKENS))
+    seqs = min(engine.max_num_seqs, recipe.deployment.max_ongoing_requests)
+    return EngineLimits(max_num_seqs=seqs, max_num_batched_tokens=tokens)
 
 
 def point_of(concurrency: int, summary: dict, slo: SLO, kv: list[float]) -> EnvelopePoint:
@@ -231,13 +269,13 @@ def calibrate(
         f"{output_tokens} out, {duration_s:g} s per step",
         slo=slo,
         points=points,
-        step_model=fit_step_model(points),
+        step_model=fit_step_model(points, limits_of(recipe)),
         max_concurrency_within_slo=max(within) if within else None,
     )
 
 
 def from_summaries(
-    recipe_ref: str, files: list[Path], slo: SLO, measured: str, input_tokens: int
+    recipe, files: list[Path], slo: SLO, measured: str, input_tokens: int
 ) -> Envelope:
     """An envelope from load runs already on disk (`ops/gpu/fair.py`'s per-round summaries:
     concurrency, throughput, TTFT/TPOT p50), the median of the rounds at each concurrency."""
@@ -275,11 +313,11 @@ def from_summaries(
             points[-1].request_throughput * points[-1].input_tokens_mean
         )
     return Envelope(
-        recipe=recipe_ref,
+        recipe=recipe.ref,
         measured=measured,
         source="derived from " + ", ".join(sorted({str(Path(f).parent) for f in files})),
         slo=slo,
         points=points,
-        step_model=fit_step_model(points),
+        step_model=fit_step_model(points, limits_of(recipe)),
         max_concurrency_within_slo=None,
     )

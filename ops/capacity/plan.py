@@ -13,7 +13,7 @@ from dataclasses import dataclass
 import numpy as np
 from pydantic import BaseModel, Field
 
-from ops.capacity.envelope import Envelope
+from ops.capacity.envelope import Envelope, limits_of
 from ops.capacity.queueing import ClosedLoop, EngineLimits, SimResult, poisson_times, simulate
 from ops.capacity.shape import ProfileShape, TrafficShape
 from ops.loadgen.scenario import SLO
@@ -21,7 +21,6 @@ from ops.recipes.vram import GIB, estimate
 from recipes.engines import LLMEngineConfig
 from recipes.schema import Recipe
 
-DEFAULT_BATCHED_TOKENS = 2048
 LATENCY_CRITICAL = ("ttft_critical", "fast_chat")
 
 
@@ -101,14 +100,6 @@ def slo_of(p: ProfileShape, recipe: Recipe) -> SLO:
     if p.profile == "batch":
         return SLO()
     return SLO(ttft_ms=recipe.slo.ttft_p99_ms, tpot_ms=recipe.slo.tpot_p99_ms)
-
-
-def limits_of(recipe: Recipe) -> EngineLimits:
-    engine = recipe.engine
-    assert isinstance(engine, LLMEngineConfig)
-    tokens = int(engine.engine_kwargs.get("max_num_batched_tokens", DEFAULT_BATCHED_TOKENS))
-    seqs = min(engine.max_num_seqs, recipe.deployment.max_ongoing_requests)
-    return EngineLimits(max_num_seqs=seqs, max_num_batched_tokens=tokens)
 
 
 def routed(shape: TrafficShape, recipe: Recipe, recipes: list[Recipe]) -> list[ProfileShape]:

@@ -209,7 +209,8 @@ def shape_from_log(rows: list[dict], bucket_s: float, source: str, created: str)
                 rate=rates([r["arrival"] for r in mine], bucket_s, start, end),
                 prompt_tokens=Distribution.of(r["prompt_tokens"] for r in counted),
                 output_tokens=Distribution.of(generated),
-                stream_share=sum(bool(r.get("stream")) for r in mine) / len(mine),
+                # of answered requests: an error answer is JSON whatever was asked
+                stream_share=sum(bool(r.get("stream")) for r in ok) / len(ok) if ok else 0.0,
                 prefix=prefix,
             )
         )

@@ -211,7 +211,7 @@ def test_shape_from_log_rows():
     chat = shape.profile("fast_chat")
     assert chat.requests == 3 and chat.ok_share == pytest.approx(2 / 3)
     assert chat.rejected_429_share == pytest.approx(1 / 3)
-    assert chat.stream_share == pytest.approx(2 / 3)
+    assert chat.stream_share == pytest.approx(1 / 2)  # of the answered ones
     # engine counters: (25 + 75) cached of (100 + 100) prompt tokens
     assert chat.prefix.share == pytest.approx(0.5) and chat.prefix.source == "engine-counters"
     assert chat.rate.series[0] == pytest.approx(0.3)  # 3 in the first 10 s
