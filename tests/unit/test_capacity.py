@@ -4,12 +4,14 @@ from __future__ import annotations
 
 import math
 
+import numpy as np
 import pytest
 
 from ops.capacity.envelope import EnvelopePoint, fit_step_model
 from ops.capacity.plan import working_set_tokens
 from ops.capacity.prefix import BlockCache, block_hashes, measure
 from ops.capacity.queueing import (
+    ClosedLoop,
     EngineLimits,
     StepModel,
     erlang_c,
@@ -146,39 +148,36 @@ def test_engine_model_matches_erlang_c_for_one_slot_exponential_work():
 # -- envelope -> step model ----------------------------------------------------------------------
 
 
-def _point(c: int, ttft_ms: float, tpot_ms: float) -> EnvelopePoint:
-    return EnvelopePoint(
-        concurrency=c, requests=10, failed=0, request_throughput=1.0, output_throughput=1.0,
-        prefill_tokens_per_s=1.0, input_tokens_mean=100, output_tokens_mean=50,
-        ttft_p50_ms=ttft_ms, ttft_p99_ms=None, tpot_p50_ms=tpot_ms, tpot_p99_ms=None,
-        e2el_p50_ms=None, e2el_p99_ms=None,
-    )  # fmt: skip
-
-
 def test_step_model_fit_recovers_a_known_engine():
-    # base 10 ms, 2 ms per sequence, 0.1 ms per prompt token, prompts of 100, outputs of 50:
-    # TPOT(c) = 10 + (2 + 100 x 0.1 / 50) c = 10 + 2.2 c ms; TTFT(1) = 10 + 10 = 20 ms
-    points = [_point(c, 20.0 if c == 1 else 99.0, 10 + 2.2 * c) for c in (1, 2, 4, 8)]
-    fit = fit_step_model(points)
-    assert fit.base_s == pytest.approx(0.010)
-    assert fit.per_prefill_token_s == pytest.approx(1e-4)
-    assert fit.per_seq_s == pytest.approx(0.002)
-    assert fit.prefill_capacity_tokens_per_s == pytest.approx(10_000)
-    assert fit.ttft_overhead_s == pytest.approx(0.0)
-    # a serving path of 30 ms in front and no per-sequence cost: TPOT(c) = 10 + 0.2 c ms,
-    # TTFT(1) = 30 + 10 + 10 = 50 ms. The slope allows at most 0.2 x 50 / 100 = 0.1 ms per
-    # prompt token, so the other 30 ms of the TTFT are the serving path.
-    points = [_point(c, 50.0 if c == 1 else 99.0, 10 + 0.2 * c) for c in (1, 2, 4, 8)]
-    fit = fit_step_model(points)
-    assert fit.per_prefill_token_s == pytest.approx(1e-4)
-    assert fit.per_seq_s == pytest.approx(0.0, abs=1e-12)
-    assert fit.ttft_overhead_s == pytest.approx(0.030)
-
-
-def test_serving_path_delays_the_engine():
-    step = StepModel(base_s=0.010, per_seq_s=0.001, per_prefill_token_s=1e-4, overhead_s=0.02)
-    run = simulate(step, EngineLimits(4, 64), 1, [(0.0, "p", 50, 2, 0)], 10.0)
-    assert run.requests[0].ttft == pytest.approx(0.02 + 0.015)
+    # An engine of base 10 ms, 0.2 ms per decoding sequence, 0.1 ms per prompt token and a
+    # 10 ms serving path, swept closed-loop at 1, 2, 4, 8 with 100-token prompts, 20 out. At
+    # c=1: TPOT 10.2 ms, TTFT 10 + 10 + 10 = 30 ms; the fit splits the 20 ms beyond the first
+    # step into prefill and serving path from how the higher concurrencies behave.
+    true = StepModel(base_s=0.010, per_seq_s=0.0002, per_prefill_token_s=1e-4, overhead_s=0.010)
+    limits = EngineLimits(16, 2048)
+    points = []
+    for c in (1, 2, 4, 8):
+        loop = ClosedLoop("p", c, lambda _: (100, 20, 0))
+        run = simulate(true, limits, 1, [], 60.0, [loop], warmup_s=5.0)
+        done = run.measured()
+        points.append(
+            EnvelopePoint(
+                concurrency=c, requests=len(done), failed=0,
+                request_throughput=len(done) / 55.0, output_throughput=20 * len(done) / 55.0,
+                prefill_tokens_per_s=100 * len(done) / 55.0, input_tokens_mean=100,
+                output_tokens_mean=20,
+                ttft_p50_ms=1000 * float(np.median([r.ttft for r in done])), ttft_p99_ms=None,
+                tpot_p50_ms=1000 * float(np.median([r.tpot for r in done])), tpot_p99_ms=None,
+                e2el_p50_ms=None, e2el_p99_ms=None,
+            )
+        )  # fmt: skip
+    assert points[0].ttft_p50_ms == pytest.approx(30.0)
+    assert points[0].tpot_p50_ms == pytest.approx(10.2)
+    fit = fit_step_model(points, limits)
+    assert fit.per_prefill_token_s == pytest.approx(1e-4, rel=0.15)
+    assert fit.ttft_overhead_s == pytest.approx(0.010, rel=0.15)
+    assert fit.base_s + fit.per_seq_s == pytest.approx(0.0102)
+    assert "RMS log misfit 0.0" in fit.note
 
 
 # -- shape from the Gateway's request log --------------------------------------------------------
