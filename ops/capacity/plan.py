@@ -17,8 +17,8 @@ from ops.capacity.envelope import Envelope, limits_of
 from ops.capacity.queueing import ClosedLoop, EngineLimits, SimResult, poisson_times, simulate
 from ops.capacity.shape import ProfileShape, TrafficShape
 from ops.loadgen.scenario import SLO
+from ops.recipes.validate import gpus_per_replica
 from ops.recipes.vram import GIB, estimate
-from recipes.engines import LLMEngineConfig
 from recipes.schema import Recipe
 
 LATENCY_CRITICAL = ("ttft_critical", "fast_chat")
@@ -66,7 +66,7 @@ class PoolPlan(BaseModel):
     prefill_tokens_per_s: float | None = None
     prefill_capacity_tokens_per_s: float | None = None
     prefill_share: float | None = None
-    kv_working_set_tokens: float | None = None
+    kv_working_set_tokens: float | None = Field(None, description="per replica (engine)")
     kv_working_set_gib: float | None = None
     kv_worst_case_gib: float | None = None
     kv_budget_tokens: int | None = None
@@ -265,7 +265,7 @@ def plan_pool(
     slos = {p.profile: slo_of(p, recipe) for p in profiles}
     needed, at_plan = replicas_for(env, limits, profiles, slos, 1.0, opts)
     plan.replicas_needed, plan.at_plan = needed, at_plan
-    per_gpu = _gpus_per_replica(recipe)
+    per_gpu = gpus_per_replica(recipe)
     if needed is not None and at_plan is not None:
         plan.gpus_needed = needed * per_gpu
         plan.cpus_needed = needed * recipe.deployment.num_cpus
@@ -285,10 +285,8 @@ def plan_pool(
             f"are at the recipe's {now} replica(s)"
         )
         _resources(plan, recipe, env, profiles, plan.at_current, now)
-    plan.curve = [
-        replicas_for(env, limits, profiles, slos, f, opts)[1] or Prediction.model_construct()
-        for f in opts.curve
-    ]
+    curve = [replicas_for(env, limits, profiles, slos, f, opts)[1] for f in opts.curve]
+    plan.curve = [c for c in curve if c is not None]
     if dedicated_check and len(profiles) > 1:
         _shared_check(plan, recipe, profiles, env, envelope_path, opts)
     return plan
@@ -306,17 +304,6 @@ def _rate_headroom(env, limits, profiles, slos, replicas, opts) -> float | None:
         else:
             hi = mid
     return round(lo, 3)
-
-
-def _gpus_per_replica(recipe: Recipe) -> float:
-    engine = recipe.engine
-    if isinstance(engine, LLMEngineConfig) and engine.device == "cuda":
-        return (
-            float(max(engine.tensor_parallel_size, 1))
-            if engine.tensor_parallel_size > 1
-            else (recipe.deployment.num_gpus or 1.0)
-        )
-    return 0.0
 
 
 def working_set_tokens(sequences: float, context_tokens: float, shared_prefix: float) -> float:

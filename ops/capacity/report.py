@@ -70,8 +70,8 @@ def envelope_table(env: Envelope) -> str:
 def plan_table(plans: list[PoolPlan]) -> str:
     lines = [
         "| pool | profiles | replicas now -> needed | GPUs | headroom (SLO / p99) | load headroom "
-        "| prefill tok/s (share of capacity) | KV working set / budget GiB (worst case) | "
-        "USD/h | USD per accepted |",
+        "| prefill tok/s (share of capacity) | KV working set / budget GiB per replica "
+        "(worst case) | USD/h | USD per accepted |",
         "|" + "---|" * 10,
     ]
     rows = [(p, "") for p in plans] + [

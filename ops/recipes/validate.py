@@ -215,7 +215,7 @@ def check_set(recipe_set: RecipeSet, recipes: list[Recipe]) -> list[Problem]:
             f"the gateway and pools ask for {cpus:g} CPUs at their max replicas; the node has "
             f"{node.cpus:g}: a replica that cannot be scheduled waits forever",
         )
-    gpus = sum(_gpus_per_replica(r) * _replicas(r) for r in recipes)
+    gpus = sum(gpus_per_replica(r) * _replicas(r) for r in recipes)
     if gpus > node.gpus + EPSILON:
         add(
             "gpu-budget", f"pools ask for {gpus:g} GPUs at their max replicas; node has {node.gpus}"
@@ -266,7 +266,8 @@ def _replicas(recipe: Recipe) -> int:
     return recipe.deployment.autoscaling.max_replicas
 
 
-def _gpus_per_replica(recipe: Recipe) -> float:
+def gpus_per_replica(recipe: Recipe) -> float:
+    """GPUs one replica takes: its tensor-parallel ranks, or its (fractional) num_gpus."""
     engine = recipe.engine
     if (
         isinstance(engine, LLMEngineConfig)
