@@ -31,7 +31,8 @@ PEERS_ARGS ?=
 MODELS_STAMP := .models/.prepared
 
 .PHONY: help install models serve stop status rollout test test-unit lint fmt bench bench-peers \
-        recipes-validate recipes-render recipes-check lock clean
+        recipes-validate recipes-render recipes-check capacity-shape capacity-calibrate \
+        capacity-plan capacity-check lock clean
 
 help: ## List the targets
 	@grep -hE '^[a-zA-Z_-]+:.*?## ' $(MAKEFILE_LIST) | \
@@ -102,6 +103,23 @@ recipes-check: install ## Fail if a rendered config is out of sync with its reci
 
 bench: install ## Load scenarios and HTTP-vs-in-process benchmarks against the local app (results/)
 	$(PY) -m ops.bench.local
+
+# Capacity planning (ops/capacity): LOGS= Gateway logs (a file or Ray's logs/serve/ folder) or
+# SCENARIO= a load scenario; RECIPE= a running pool's recipe-id@version; SHAPE= a shape.json.
+LOGS ?= /tmp/ray/session_latest/logs/serve
+CAPACITY_ARGS ?=
+
+capacity-shape: install ## Traffic shape per model and profile from the Gateway's request log (LOGS=...) or SCENARIO=...
+	$(PY) -m ops.capacity shape $(if $(SCENARIO),--scenario $(SCENARIO),$(LOGS)) $(CAPACITY_ARGS)
+
+capacity-calibrate: install ## Envelope of a running pool: a load sweep into results/capacity/ (RECIPE=id@version)
+	$(PY) -m ops.capacity calibrate $(RECIPE) $(CAPACITY_ARGS)
+
+capacity-plan: install ## Replicas, GPUs, prefill, KV working set and cost per pool (SHAPE=shape.json SET=...)
+	$(PY) -m ops.capacity plan --shape $(SHAPE) --set $(SET) $(CAPACITY_ARGS)
+
+capacity-check: install ## Plan vs measured on this CPU: calibrate SmolLM2, plan a shape, run it (~8 min)
+	$(PY) -m ops.capacity.cpu_check $(CAPACITY_ARGS)
 
 $(INFINITY_STAMP): requirements/infinity.txt
 	@test -x $(INFINITY_VENV)/bin/python || $(PYTHON) -m venv $(INFINITY_VENV)

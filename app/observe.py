@@ -1,6 +1,11 @@
 """Ingress telemetry: one ASGI middleware that measures every request (status, error type,
 duration, TTFT of streams, 429s), writes one JSON log line per request, and remembers which
-pool served each request id so POST /v1/feedback can label its outcome."""
+pool served each request id so POST /v1/feedback can label its outcome.
+
+The log line is also the input of capacity planning (`python -m ops.capacity shape`): arrival
+time, the workload profile asked for, streaming, and the tokens the pool counted (prompt,
+completion, and prompt tokens its prefix cache served), which routes leave in
+`request.state.tokens`."""
 
 from __future__ import annotations
 
@@ -12,6 +17,7 @@ from typing import Any
 from starlette.datastructures import Headers
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
+from app.routes.deps import PROFILE_HEADER
 from telemetry import metrics
 from telemetry.metrics import POOL_TAGS
 
@@ -87,9 +93,11 @@ class RequestMetricsMiddleware:
             metrics.stream_ttft().observe(ttft, tags=tags)
         if status == 429 and pool is not None:
             metrics.rejected_total().inc(1, tags={**labels, "reason": "queue_full"})
-        request_id = Headers(scope=scope).get("x-request-id") or ""
+        headers = Headers(scope=scope)
+        request_id = headers.get("x-request-id") or ""
         if pool is not None and 200 <= status < 300 and request_id:
             self.outcomes.remember(request_id, labels)
+        prompt, completion, cached = state.get("tokens") or (None, None, None)
         logger.info(
             "request",
             extra={
@@ -101,5 +109,11 @@ class RequestMetricsMiddleware:
                 "error_type": error_type,
                 "seconds": round(seconds, 6),
                 "ttft_s": None if ttft is None else round(ttft, 6),
+                "arrival": round(arrival, 3),
+                "stream": seen["stream"],
+                "workload_profile": headers.get(PROFILE_HEADER) or labels["profile"],
+                "prompt_tokens": prompt,
+                "completion_tokens": completion,
+                "cached_tokens": cached,
             },
         )

@@ -126,13 +126,27 @@ class SpeechPool(Protocol):
 # -- LLM ----------------------------------------------------------------------------------------
 
 
+@dataclass(frozen=True, slots=True)
+class TokenCounts:
+    """The last item of a generation call that ran to its end: what the engine counted (prompt
+    tokens, generated tokens, prompt tokens served from its prefix cache). The Gateway logs it
+    and sends the client nothing for it."""
+
+    prompt_tokens: int
+    completion_tokens: int
+    cached_tokens: int
+
+
 class LLMPool(Protocol):
     """Generation calls are generators: a streamed request yields its SSE lines (vLLM's own
-    OpenAI chunks), a unary one yields its single JSON body. Errors found before generating are
-    raised before the first item, so the Gateway can still answer with a 4xx status."""
+    OpenAI chunks), a unary one yields its single JSON body; then one TokenCounts. Errors found
+    before generating are raised before the first item, so the Gateway can still answer with a
+    4xx status."""
 
-    def chat(self, body: dict[str, Any], context: CallContext) -> AsyncIterator[str | dict]: ...
+    def chat(
+        self, body: dict[str, Any], context: CallContext
+    ) -> AsyncIterator[str | dict | TokenCounts]: ...
 
     def completion(
         self, body: dict[str, Any], context: CallContext
-    ) -> AsyncIterator[str | dict]: ...
+    ) -> AsyncIterator[str | dict | TokenCounts]: ...

@@ -145,11 +145,20 @@ class LatencyExpectation(Strict):
     concurrency: int = Field(1, ge=1)
 
 
+class EnvelopeExpectation(Strict):
+    """The pool's measured envelope (`python -m ops.capacity calibrate`): its numbers only with
+    the results file they come from (the validator checks they match it)."""
+
+    file: str = Field(description="envelope.json, also listed in dossier.results")
+    max_concurrency_within_slo: int | None = Field(None, ge=1)
+
+
 class Expectations(Strict):
     vram_gib: float | None = Field(None, ge=0, description="Expected device memory per GPU")
     throughput: ThroughputExpectation | None = None
     latency: LatencyExpectation | None = None
     cold_start_s: float | None = Field(None, ge=0)
+    envelope: EnvelopeExpectation | None = None
     measured: str | None = Field(None, description="Where/when these numbers were measured")
     notes: str = Field("", description="Throughput-vs-latency trade-offs behind the settings")
 

@@ -31,4 +31,5 @@ async def create_embeddings(body: EmbeddingRequest, request: Request) -> Respons
         context=call_context(request),
     )
     result, pool = await call_pool(request, lambda client: client.embed(call))
+    request.state.tokens = (result.prompt_tokens, 0, 0)  # for the request log
     return json_bytes_response(response_body(result, pool.model, body.encoding_format), pool)

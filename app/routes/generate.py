@@ -14,6 +14,7 @@ from app.pools import LLMClient
 from app.protocol.chat import ChatCompletionRequest, GenerationParams
 from app.protocol.completions import CompletionRequest
 from app.routes.deps import call_context, call_pool, pool_headers, resolve_pool
+from deployments.contract import TokenCounts
 from recipes.engines import Task
 
 router = APIRouter(tags=["generation"])
@@ -45,13 +46,25 @@ async def _generate(body: GenerationParams, request: Request, endpoint: Task) ->
     headers = pool_headers(pool)
     if body.stream:
         return StreamingResponse(
-            _encode(items), media_type="text/event-stream", headers={**SSE_HEADERS, **headers}
+            _encode(items, request.state),
+            media_type="text/event-stream",
+            headers={**SSE_HEADERS, **headers},
         )
     result: dict[str, Any] = await anext(items)
-    await items.aclose()
+    async for counts in items:  # the pool's TokenCounts, for the request log
+        _note_counts(counts, request.state)
     return JSONResponse(content=result, headers=headers)
 
 
-async def _encode(items: AsyncIterator[str]) -> AsyncIterator[bytes]:
+async def _encode(items: AsyncIterator[str | TokenCounts], state: Any) -> AsyncIterator[bytes]:
     async for line in items:
-        yield line.encode()
+        if isinstance(line, TokenCounts):
+            _note_counts(line, state)
+        else:
+            yield line.encode()
+
+
+def _note_counts(item: Any, state: Any) -> None:
+    """The engine's token counts go to the request log (app/observe.py), not to the client."""
+    if isinstance(item, TokenCounts):
+        state.tokens = (item.prompt_tokens, item.completion_tokens, item.cached_tokens)

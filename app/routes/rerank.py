@@ -31,5 +31,6 @@ async def rerank(body: RerankRequest, request: Request) -> Response:
         query=body.query, documents=documents, truncate=body.truncate, context=call_context(request)
     )
     scores, pool = await call_pool(request, lambda client: client.rerank(call))
+    request.state.tokens = (scores.tokens, 0, 0)  # for the request log
     response = response_from_scores(scores, body, documents, pool.model)
     return json_bytes_response(response.model_dump_json(exclude_none=True).encode(), pool)

@@ -18,7 +18,7 @@ from typing import Any
 
 from ray import serve
 
-from deployments.contract import CallContext
+from deployments.contract import CallContext, TokenCounts
 from deployments.llm import vllm_compat
 from deployments.llm.engine import RequestRecord, VLLMEngine
 from deployments.llm.stats import pool_stat_logger_factory
@@ -87,13 +87,13 @@ class LLMDeployment:
 
     async def chat(
         self, body: dict[str, Any], call: CallContext
-    ) -> AsyncIterator[str | dict[str, Any]]:
+    ) -> AsyncIterator[str | dict[str, Any] | TokenCounts]:
         async for item in self._generate(self.engine.chat, body, call):
             yield item
 
     async def completion(
         self, body: dict[str, Any], call: CallContext
-    ) -> AsyncIterator[str | dict[str, Any]]:
+    ) -> AsyncIterator[str | dict[str, Any] | TokenCounts]:
         async for item in self._generate(self.engine.completion, body, call):
             yield item
 
@@ -102,13 +102,19 @@ class LLMDeployment:
             self.telemetry.request(call.request_id),
             span("llm.generate", model=self.identity.model, stream=bool(body.get("stream"))) as s,
         ):
-            result = await run(body, call)
+            finished: list[RequestRecord] = []
+            result = await run(body, call, finished)
             first = True
             async for item in _items(result, self.coalesce_ms):
                 if first:
                     s.add_event("first_token")
                     first = False
                 yield item
+            yield TokenCounts(
+                prompt_tokens=sum(r.prompt_tokens for r in finished),
+                completion_tokens=sum(r.generated_tokens for r in finished),
+                cached_tokens=sum(r.cached_tokens for r in finished),
+            )
 
     def recent_requests(self, limit: int = 100) -> list[RequestRecord]:
         return list(self.recent)[-limit:]

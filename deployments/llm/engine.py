@@ -74,6 +74,10 @@ def _json(value: Any) -> str:
 CURRENT_CALL: contextvars.ContextVar[CallContext | None] = contextvars.ContextVar(
     "current_call", default=None
 )
+# Where the records of that call's finished engine requests go too (set with CURRENT_CALL).
+CURRENT_SINK: contextvars.ContextVar[list | None] = contextvars.ContextVar(
+    "current_sink", default=None
+)
 
 
 @dataclass
@@ -105,17 +109,27 @@ class ObservedEngineClient:
         return getattr(self._engine, name)
 
     def generate(self, *args: Any, **kwargs: Any) -> AsyncIterator[Any]:
-        return self._observe(self._engine.generate(*args, **kwargs), CURRENT_CALL.get())
+        outputs = self._engine.generate(*args, **kwargs)
+        return self._observe(outputs, CURRENT_CALL.get(), CURRENT_SINK.get())
 
-    async def _observe(self, outputs: AsyncIterator[Any], call: CallContext | None):
+    async def _observe(
+        self, outputs: AsyncIterator[Any], call: CallContext | None, sink: list | None
+    ):
         async for output in outputs:
             if output.finished:
-                self._on_finished(_record_of(output, call))
+                record = _record_of(output, call)
+                self._on_finished(record)
+                if sink is not None:
+                    sink.append(record)
             yield output
 
 
 def _record_of(output: Any, call: CallContext | None) -> RequestRecord:
+    # A streamed request's outputs are deltas (its last one holds the last tokens only): the
+    # engine's own count, where it has one, is the whole generation.
     generated = sum(len(c.token_ids) for c in output.outputs)
+    stats = getattr(output, "metrics", None)
+    generated = max(generated, int(getattr(stats, "num_generation_tokens", 0) or 0))
     record = RequestRecord(
         request_id=output.request_id,
         platform_request_id=call.request_id if call else None,
@@ -124,7 +138,6 @@ def _record_of(output: Any, call: CallContext | None) -> RequestRecord:
         cached_tokens=int(output.num_cached_tokens or 0),
         finished=output.outputs[0].finish_reason if output.outputs else None,
     )
-    stats = getattr(output, "metrics", None)
     # Engine-core timestamps are monotonic and share one clock, so differences are exact; the
     # frontend arrival is wall-clock, comparable with the ingress's arrival on this host.
     if stats is not None and getattr(stats, "queued_ts", 0):
@@ -200,19 +213,19 @@ class VLLMEngine:
     # -- requests -----------------------------------------------------------------------------
 
     async def chat(
-        self, body: dict[str, Any], call: CallContext | None = None
+        self, body: dict[str, Any], call: CallContext | None = None, sink: list | None = None
     ) -> AsyncIterator[str] | dict[str, Any]:
         serving = self.state.openai_serving_chat
         return await self._serve(
-            serving, serving.create_chat_completion, self._chat_request, body, call
+            serving, serving.create_chat_completion, self._chat_request, body, call, sink
         )
 
     async def completion(
-        self, body: dict[str, Any], call: CallContext | None = None
+        self, body: dict[str, Any], call: CallContext | None = None, sink: list | None = None
     ) -> AsyncIterator[str] | dict[str, Any]:
         serving = self.state.openai_serving_completion
         return await self._serve(
-            serving, serving.create_completion, self._completion_request, body, call
+            serving, serving.create_completion, self._completion_request, body, call, sink
         )
 
     async def _serve(
@@ -222,17 +235,20 @@ class VLLMEngine:
         request_class: type,
         body: dict[str, Any],
         call: CallContext | None,
+        sink: list | None = None,
     ) -> AsyncIterator[str] | dict[str, Any]:
         """Validate the body as vLLM's request, run it with the call's context visible to the
-        engine client, and turn a refusal into vLLM's own error response."""
+        engine client, and turn a refusal into vLLM's own error response. The records of the
+        engine requests it runs are appended to `sink` as they finish."""
         request = self._parse(request_class, body)
-        token = CURRENT_CALL.set(call)
+        token, sink_token = CURRENT_CALL.set(call), CURRENT_SINK.set(sink)
         try:
             result = await create(request, None)
         except self._client_errors as e:
             result = serving.create_error_response(e)
         finally:
             CURRENT_CALL.reset(token)
+            CURRENT_SINK.reset(sink_token)
         return self._result(result)
 
     def _parse(self, request_class: type, body: dict[str, Any]) -> Any:

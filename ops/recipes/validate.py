@@ -100,6 +100,7 @@ def check_recipe(recipe: Recipe) -> list[Problem]:
     problems += _check_rollback(recipe, where)
     problems += _check_gate(recipe, where)
     problems += _check_evidence(recipe, where)
+    problems += _check_envelope(recipe, where)
     return problems
 
 
@@ -170,12 +171,48 @@ def _check_context(recipe: Recipe, where: str) -> list[Problem]:
     return problems
 
 
+def _check_envelope(recipe: Recipe, where: str) -> list[Problem]:
+    """An envelope number comes from the results file it names, which the dossier lists."""
+    from ops.capacity.envelope import load_envelope
+
+    declared = recipe.dossier.expectations.envelope
+    if declared is None:
+        return []
+    if declared.file not in recipe.dossier.results:
+        return [
+            Problem(
+                where,
+                "envelope",
+                f"expectations.envelope.file {declared.file} is not in dossier.results",
+            )
+        ]
+    try:
+        measured = load_envelope(declared.file)
+    except (OSError, ValueError) as e:
+        return [Problem(where, "envelope", f"{declared.file} is not an envelope: {e}")]
+    if measured.recipe.split("+")[0] != f"{recipe.id}@{recipe.version}":
+        return [
+            Problem(where, "envelope", f"{declared.file} measured {measured.recipe}, not {where}")
+        ]
+    if declared.max_concurrency_within_slo != measured.max_concurrency_within_slo:
+        return [
+            Problem(
+                where,
+                "envelope",
+                f"expectations.envelope.max_concurrency_within_slo "
+                f"{declared.max_concurrency_within_slo} != {measured.max_concurrency_within_slo} "
+                f"in {declared.file}",
+            )
+        ]
+    return []
+
+
 def _check_evidence(recipe: Recipe, where: str) -> list[Problem]:
     """A number in the expectations has a results file behind it, or says it is unmeasured."""
     exp = recipe.dossier.expectations
     numbers = [
         name
-        for name in ("vram_gib", "throughput", "latency", "cold_start_s")
+        for name in ("vram_gib", "throughput", "latency", "cold_start_s", "envelope")
         if getattr(exp, name) is not None
     ]
     if not numbers or recipe.dossier.results:
@@ -248,7 +285,7 @@ def check_set(recipe_set: RecipeSet, recipes: list[Recipe]) -> list[Problem]:
             f"the gateway and pools ask for {cpus:g} CPUs at their max replicas; the node has "
             f"{node.cpus:g}: a replica that cannot be scheduled waits forever",
         )
-    gpus = sum(_gpus_per_replica(r) * _replicas(r) for r in recipes)
+    gpus = sum(gpus_per_replica(r) * _replicas(r) for r in recipes)
     if gpus > node.gpus + EPSILON:
         add(
             "gpu-budget", f"pools ask for {gpus:g} GPUs at their max replicas; node has {node.gpus}"
@@ -338,7 +375,8 @@ def _replicas(recipe: Recipe) -> int:
     return recipe.deployment.autoscaling.max_replicas
 
 
-def _gpus_per_replica(recipe: Recipe) -> float:
+def gpus_per_replica(recipe: Recipe) -> float:
+    """GPUs one replica takes: its tensor-parallel ranks, or its (fractional) num_gpus."""
     engine = recipe.engine
     if (
         isinstance(engine, LLMEngineConfig)

