@@ -58,10 +58,9 @@ class TranscriptionDeployment:
             max_workers=engine.decode_workers, thread_name_prefix="decode"
         )
         runtime = self.engine.runtime()
-        metrics.stt_runtime_info().set(
-            1,
-            tags={
-                **identity.tags,
+        self.telemetry.info(
+            metrics.stt_runtime_info(),
+            {
                 "device": runtime.device,
                 "compute_type": runtime.compute_type,
                 "fallback": runtime.device if runtime.fallback_reason else "none",
