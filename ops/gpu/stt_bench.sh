@@ -7,7 +7,7 @@
 #
 # CUDA 12 libraries: the image has cuBLAS 13 only. With LIBS=shim (default) a folder of
 # symlinks libcublas{,Lt}.so.12 -> the image's cuBLAS 13 is handed to the pool through
-# STT_CUDA_LIB_DIR (deployments/stt/cuda_libs.py loads it at start); LIBS=none leaves it out
+# STT_CUDA_LIB_DIR and LD_LIBRARY_PATH (deployments/stt/cuda_libs.py reports it); LIBS=none leaves it out
 # (the recipe then falls back to CPU and says why). Results go to $OUT.
 set -uo pipefail
 REPO=$(cd "$(dirname "$0")/../.." && pwd)
@@ -32,7 +32,10 @@ if [ "${LIBS:-shim}" = shim ]; then
   mkdir -p /tmp/cu12shim
   ln -sf "$c13" /tmp/cu12shim/libcublas.so.12
   ln -sf "$(dirname "$c13")/libcublasLt.so.13" /tmp/cu12shim/libcublasLt.so.12
-  export STT_CUDA_LIB_DIR=/tmp/cu12shim
+  # The shim's files carry cuBLAS 13's soname, so the loader matches them by path only: the
+  # folder must be on LD_LIBRARY_PATH when the processes start (real CUDA 12 wheels carry the
+  # .so.12 soname and are found by cuda_libs.preload alone).
+  export STT_CUDA_LIB_DIR=/tmp/cu12shim LD_LIBRARY_PATH=/tmp/cu12shim${LD_LIBRARY_PATH:+:$LD_LIBRARY_PATH}
   echo "shim: /tmp/cu12shim -> $c13"
 fi
 timeout -k 10 "${BUDGET:-480}" python3 -m ops.bench.stt \
