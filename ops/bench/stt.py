@@ -21,6 +21,7 @@ from __future__ import annotations
 import argparse
 import asyncio
 import statistics
+import threading
 import time
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
@@ -59,12 +60,18 @@ class InProcess:
                 update={"device": "cpu", "compute_type": "int8"}
             )
         self.engine = WhisperEngine(recipe.model.source.resolve(), engine_config)
+        # As in the replica: at most decode_workers decodes and num_workers transcriptions at
+        # once, whatever the number of callers.
+        self._decoding = threading.Semaphore(engine_config.decode_workers)
+        self._working = threading.Semaphore(engine_config.num_workers)
 
     def one(self, data: bytes) -> None:
         from deployments.contract import TranscriptionOptions
 
-        options = TranscriptionOptions()
-        self.engine.transcribe(self.engine.decode(data), options)
+        with self._decoding:
+            audio = self.engine.decode(data)
+        with self._working:
+            self.engine.transcribe(audio, TranscriptionOptions())
 
     def rate(self, work: list[Clip], concurrency: int) -> dict[str, float]:
         latencies: list[float] = []

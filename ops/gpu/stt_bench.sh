@@ -40,7 +40,7 @@ if [ "${LIBS:-shim}" = shim ]; then
 fi
 timeout -k 10 "${BUDGET:-480}" python3 -m ops.bench.stt \
   --config ops/gpu/experiments/rendered/h100x1-stt.yaml --port 8000 --recipe "$RECIPE" \
-  --concurrency ${CONCURRENCY:-1 8 32} --rounds "${ROUNDS:-3}" --clips clips --cpu-compare \
+  --concurrency ${CONCURRENCY:-1 8 32} --rounds "${ROUNDS:-3}" --clips clips ${CPU_COMPARE:---cpu-compare} \
   --long-minutes "${LONG_MIN:-10}" --name stt-h100 > "$OUT/bench.log" 2>&1
 echo "bench exit $?"
 grep -vE "^\(|INFO|WARNING" "$OUT/bench.log" | tail -60
