@@ -282,11 +282,3 @@ def stt_runtime_info() -> Any:
         "device it fell back to ('none' when it runs as the recipe asked)",
         (*POOL_TAGS, "device", "compute_type", "fallback", "cuda_libs"),
     )
-
-
-def stt_stream_sessions() -> Any:
-    return gauge(
-        "platform_stt_live_sessions",
-        "Live-audio WebSocket sessions open on this Gateway replica",
-        POOL_TAGS,
-    )
