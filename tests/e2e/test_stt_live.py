@@ -8,6 +8,7 @@ import json
 
 import numpy as np
 import pytest
+from websockets.exceptions import ConnectionClosed
 from websockets.sync.client import connect
 
 from deployments.stt.decode import DecodeLimits, decode
@@ -107,7 +108,7 @@ def test_bad_frames_get_an_error_and_a_clear_close(serve_app, frame, code):
         ws.send(frame)
         error = json.loads(ws.recv(timeout=30))
         assert error["type"] == "error" and error["error"]["code"] == "invalid_frame"
-        with pytest.raises(Exception):
+        with pytest.raises(ConnectionClosed):
             ws.recv(timeout=30)
         assert ws.close_code == code
 
@@ -116,7 +117,7 @@ def test_unknown_model_is_an_error_then_a_policy_close(serve_app):
     with connect(ws_url(serve_app, model="nope")) as ws:
         error = json.loads(ws.recv(timeout=30))
         assert error["type"] == "error" and error["error"]["code"] == "model_not_found"
-        with pytest.raises(Exception):
+        with pytest.raises(ConnectionClosed):
             ws.recv(timeout=30)
         assert ws.close_code == 1008
 
