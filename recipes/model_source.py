@@ -35,8 +35,10 @@ class PreparedFrom(BaseModel):
     file: str | None = Field(None, description="File inside the package (e.g. the .gguf)")
     shape: str | None = Field(None, description="For dummy-llama: the model shape, e.g. llama-3-8b")
     num_layers: int | None = Field(None, description="For dummy-llama: override the layer count")
+    # Left out of the dump when empty, so recipes of the other kinds keep their hashes.
     parts: list[str] = Field(
         default_factory=list,
+        exclude_if=lambda parts: not parts,
         description="For join-parts: 'package:path/in/package' of each part, in order; the "
         "joined file is named after the first part without its .partN suffix",
     )
