@@ -343,7 +343,7 @@ def main() -> None:
     if opts.matrix:
         from ops.bench import stt_matrix
 
-        stt_matrix.main(rest)
+        stt_matrix.main([*rest, "--rounds", str(opts.rounds)])
         return
     clips = load_clips(opts.clips)
     result: dict[str, Any] = {}

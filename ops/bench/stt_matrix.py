@@ -5,7 +5,7 @@
 The test set is fixed and generated here: the first six sentences of ops.speech (six, so the
 whole matrix fits a 10-minute quiet window on 2 cores) spoken by espeak-ng in three
 conditions (en-us at 150 words/min; en-gb-x-rp at 190 words/min; en-us at 150 words/min with
-white noise added at 10 dB SNR, numpy seed 0), plus a German and a Spanish
+white noise added at 20 dB SNR, numpy seed 0), plus a German and a Spanish
 sentence for language detection on the multilingual models. Each recipe's engine (its model,
 device, compute type and threads) transcribes every clip one at a time in this process; rounds
 go recipe by recipe, round after round (interleaved), after a warm-up clip each. WER is
@@ -39,7 +39,7 @@ RECIPES = [
 CONDITIONS = [  # name, espeak-ng voice, words per minute, SNR in dB (None: clean)
     ("en-us-150", "en-us", 150, None),
     ("en-gb-rp-190", "en-gb-x-rp", 190, None),
-    ("en-us-150-snr10", "en-us", 150, 10.0),
+    ("en-us-150-snr20", "en-us", 150, 20.0),
 ]
 FOREIGN = [  # language, espeak-ng voice, text
     ("de", "de", "Der Zug zum Flughafen fährt alle zwanzig Minuten vom Hauptbahnhof ab."),
