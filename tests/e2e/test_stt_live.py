@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import base64
 import json
+import time
 
 import numpy as np
 import pytest
@@ -45,9 +46,10 @@ def test_live_pcm_gives_partials_then_a_final_transcript(serve_app, fox_pcm):
         created = json.loads(ws.recv(timeout=30))
         assert created["type"] == "transcription_session.created"
         assert created["session"]["sample_rate"] == 16000
-        chunk = 16000 * 2 // 4  # 250 ms of audio per binary frame, as a microphone sends it
+        chunk = 16000 * 2 // 4  # 250 ms of audio per binary frame, at a microphone's pace
         for i in range(0, len(fox_pcm), chunk):
             ws.send(fox_pcm[i : i + chunk])
+            time.sleep(0.25)
         ws.send(json.dumps({"type": "input_audio_buffer.commit"}))
         events = events_until(ws, "conversation.item.input_audio_transcription.completed")
     types = [e["type"] for e in events]
