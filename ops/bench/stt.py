@@ -257,6 +257,11 @@ def throughput(
     }
 
 
+def run(url: str, concurrencies: list[int], rounds: int) -> dict[str, Any]:
+    """The embedded default's speech pool over HTTP vs in-process (`make bench`)."""
+    return throughput(url, RECIPE, load_clips(None), concurrencies, rounds, cpu_compare=False)
+
+
 def long_file(recipe_ref: str, clips: list[Clip], minutes: float, cpu: bool) -> dict[str, Any]:
     """One long file (the clips over and over, 1 s of silence between): sequential decoder vs
     the batched pipeline, on the recipe's device (and its CPU fallback with `cpu`)."""
