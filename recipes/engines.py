@@ -227,6 +227,12 @@ class SttEngineConfig(Strict):
         description="Longer clips go through the batched pipeline: VAD chunks decoded in batches",
     )
     pipeline_batch_size: int = Field(8, ge=1, description="Chunks per batched-pipeline step")
+    long_window_s: float = Field(
+        600.0,
+        ge=60,
+        description="Long files go through the pipeline this much at a time (cut at a quiet "
+        "point), so its VAD and features stay bounded whatever the file's length",
+    )
     max_audio_s: float = Field(
         1800.0,
         gt=0,
