@@ -231,7 +231,7 @@ class SttEngineConfig(Strict):
         600.0,
         ge=60,
         description="Long files go through the pipeline this much at a time (cut at a quiet "
-        "point), so its VAD and features stay bounded whatever the file's length",
+        "point), so one pipeline call's input does not grow with the file",
     )
     max_audio_s: float = Field(
         1800.0,
