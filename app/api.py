@@ -14,6 +14,7 @@ from app.routes import (
     feedback,
     generate,
     health,
+    live,
     metrics,
     models,
     rerank,
@@ -37,6 +38,7 @@ def create_api(registry: ModelRegistry, gateway: GatewaySpec) -> FastAPI:
         embeddings.router,
         rerank.router,
         audio.router,
+        live.router,
         feedback.router,
         metrics.router,
     ):

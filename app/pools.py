@@ -28,6 +28,7 @@ from deployments.contract import (
     RerankCall,
     Scores,
     Transcript,
+    TranscriptDelta,
     TranscriptionOptions,
 )
 from recipes.engines import BatchConfig, EngineKind
@@ -74,6 +75,22 @@ class PoolClient:
             ) from None
         except Exception as exc:
             raise self.translate(exc) from None
+
+    async def stream(self, generator: Any) -> AsyncIterator[Any]:
+        """Await a streaming handle call's first item within the request timeout (so errors
+        found before the first item become a status code), then the rest as they come."""
+        try:
+            first = await asyncio.wait_for(generator.__anext__(), self.timeout_s)
+        except StopAsyncIteration:
+            return _empty()
+        except TimeoutError:
+            generator.cancel()
+            raise RequestTimeout(
+                f"Pool '{self.spec.id}' sent nothing within {self.timeout_s:g}s"
+            ) from None
+        except Exception as exc:
+            raise self.translate(exc) from None
+        return _rest(first, generator)
 
 
 async def _resolve(response: Any) -> Any:
@@ -154,11 +171,22 @@ class SpeechClient(PoolClient):
     def __init__(self, spec: RecipeSpec, handle: DeploymentHandle):
         super().__init__(spec, handle)
         self._transcribe = handle.transcribe
+        self._transcribe_stream = handle.options(stream=True).transcribe_stream
+        self._runtime = handle.runtime
 
     async def transcribe(
         self, audio: bytes, options: TranscriptionOptions, context: CallContext
     ) -> Transcript:
         return await self.unary(self._transcribe.remote(audio, options, context))
+
+    async def transcribe_stream(
+        self, audio: bytes, options: TranscriptionOptions, context: CallContext
+    ) -> AsyncIterator[TranscriptDelta | Transcript]:
+        return await self.stream(self._transcribe_stream.remote(audio, options, context))
+
+    async def runtime(self) -> dict[str, Any]:
+        """Where one replica of the pool runs (device, compute type, fallback reason)."""
+        return await self.unary(self._runtime.remote())
 
 
 class LLMClient(PoolClient):
@@ -172,24 +200,10 @@ class LLMClient(PoolClient):
         self._chat, self._completion = streaming.chat, streaming.completion
 
     async def chat(self, body: dict[str, Any], context: CallContext) -> AsyncIterator[Any]:
-        return await self._stream(self._chat.remote(body, context))
+        return await self.stream(self._chat.remote(body, context))
 
     async def completion(self, body: dict[str, Any], context: CallContext) -> AsyncIterator[Any]:
-        return await self._stream(self._completion.remote(body, context))
-
-    async def _stream(self, generator: Any) -> AsyncIterator[Any]:
-        try:
-            first = await asyncio.wait_for(generator.__anext__(), self.timeout_s)
-        except StopAsyncIteration:
-            return _empty()
-        except TimeoutError:
-            generator.cancel()
-            raise RequestTimeout(
-                f"Pool '{self.spec.id}' sent nothing within {self.timeout_s:g}s"
-            ) from None
-        except Exception as exc:
-            raise self.translate(exc) from None
-        return _rest(first, generator)
+        return await self.stream(self._completion.remote(body, context))
 
 
 async def _empty() -> AsyncIterator[Any]:

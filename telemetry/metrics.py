@@ -280,3 +280,15 @@ def gpu_memory_total() -> Any:
 
 def gpu_utilization() -> Any:
     return gauge("platform_gpu_utilization_ratio", "GPU busy share over NVML's window", GPU_TAGS)
+
+
+# --- speech -------------------------------------------------------------------------------------
+
+
+def stt_runtime_info() -> Any:
+    return gauge(
+        "platform_stt_runtime_info",
+        "1 for the device and compute type a speech replica really runs on; fallback is the "
+        "device it fell back to ('none' when it runs as the recipe asked)",
+        (*POOL_TAGS, "device", "compute_type", "fallback", "cuda_libs"),
+    )

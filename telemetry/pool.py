@@ -8,6 +8,7 @@ import logging
 import threading
 import time
 from collections.abc import Iterator
+from typing import Any
 
 from telemetry import gpu, metrics
 from telemetry.cost import CostMeter
@@ -31,6 +32,7 @@ class PoolTelemetry:
         self.cost = CostMeter(identity.usd_per_hour, self._charge)
         self._gpus = gpu.visible_gpus()
         self._calls = itertools.count()
+        self._info: list[tuple[Any, dict[str, str]]] = []
         threading.Thread(target=self._sample_loop, name="pool-telemetry", daemon=True).start()
 
     def ready(self) -> float:
@@ -88,6 +90,13 @@ class PoolTelemetry:
         if amount:
             metrics.items_total().inc(amount, tags={**self.tags, "unit": unit})
 
+    def info(self, gauge: Any, labels: dict[str, str]) -> None:
+        """An info-style gauge (value 1, the facts in its labels), re-set every sample period:
+        Ray exports a gauge only while it keeps being recorded."""
+        tags = {**self.tags, **labels}
+        gauge.set(1, tags=tags)
+        self._info.append((gauge, tags))
+
     # -- background ---------------------------------------------------------------------------
 
     def _charge(self, kind: str, usd: float) -> None:
@@ -98,6 +107,8 @@ class PoolTelemetry:
             time.sleep(SAMPLE_PERIOD_S)
             try:
                 self.cost.tick()
+                for gauge, tags in self._info:
+                    gauge.set(1, tags=tags)
                 for device in gpu.sample(self._gpus) if self._gpus else ():
                     tags = {**self.tags, "gpu": str(device["gpu"])}
                     metrics.gpu_memory_used().set(device["used"], tags=tags)

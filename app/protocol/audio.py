@@ -2,9 +2,11 @@
 
 from __future__ import annotations
 
+from collections.abc import AsyncIterator, Callable
 from typing import Literal
 
-from deployments.contract import Segment, Transcript
+from deployments.common.errors import ServingError
+from deployments.contract import Segment, Transcript, TranscriptDelta
 
 ResponseFormat = Literal["json", "text", "srt", "verbose_json", "vtt"]
 Granularity = Literal["word", "segment"]
@@ -50,7 +52,7 @@ def render(
         return to_srt(transcript.segments), "text/plain; charset=utf-8"
     if response_format == "vtt":
         return to_vtt(transcript.segments), "text/vtt; charset=utf-8"
-    usage = {"type": "duration", "seconds": max(1, round(transcript.duration))}
+    usage = usage_of(transcript.duration)
     if response_format == "json":
         return {"text": transcript.text, "usage": usage}, "application/json"
     body: dict = {
@@ -65,3 +67,45 @@ def render(
     if "word" in granularities and transcript.words is not None:
         body["words"] = [w.model_dump() for w in transcript.words]
     return body, "application/json"
+
+
+def usage_of(duration: float) -> dict:
+    """OpenAI bills Whisper by whole seconds of audio (at least one)."""
+    return {"type": "duration", "seconds": max(1, round(duration))}
+
+
+async def stream_events(
+    items: AsyncIterator[TranscriptDelta | Transcript],
+    translate: Callable[[BaseException], BaseException],
+) -> AsyncIterator[dict]:
+    """OpenAI's streamed-transcription events: `transcript.text.delta` per decoded segment,
+    then `transcript.text.done` with the whole text and usage. An error after the first event
+    (the status line is sent) becomes an `error` event in OpenAI's error shape, and ends it."""
+    started = False
+    try:
+        async for item in items:
+            if isinstance(item, TranscriptDelta):
+                text = item.segment.text if started else item.segment.text.lstrip()
+                started = started or bool(text)
+                if text:
+                    yield {"type": "transcript.text.delta", "delta": text}
+            else:
+                yield {
+                    "type": "transcript.text.done",
+                    "text": item.text,
+                    "language": item.language,
+                    "usage": usage_of(item.duration),
+                }
+    except Exception as exc:
+        error = translate(exc)
+        if not isinstance(error, ServingError):
+            error = ServingError("the transcription failed")
+        yield {
+            "type": "error",
+            "error": {
+                "message": error.message,
+                "type": error.error_type,
+                "param": error.param,
+                "code": error.code,
+            },
+        }

@@ -43,6 +43,11 @@ class ModelCard(BaseModel):
     root: str = Field(description="The canonical model id (differs from `id` for an alias)")
     recipe: str = Field(description="id@version+hash of the serving recipe behind it")
     pools: list[str] = Field(default_factory=list, description="Workload profiles serving it")
+    runtime: dict | None = Field(
+        None,
+        description="Speech pools: where a replica really runs (device, compute_type, "
+        "fallback_reason, cuda_libs); null when no replica answered within a second",
+    )
 
 
 class ModelList(BaseModel):

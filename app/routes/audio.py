@@ -1,19 +1,25 @@
-"""POST /v1/audio/transcriptions (multipart form, OpenAI's fields)."""
+"""POST /v1/audio/transcriptions (multipart form, OpenAI's fields), unary or streamed (SSE)."""
 
 from __future__ import annotations
 
+from collections.abc import AsyncIterator
 from typing import Annotated
 
+import orjson
 from fastapi import APIRouter, File, Form, Request, UploadFile
-from fastapi.responses import JSONResponse, Response
+from fastapi.responses import JSONResponse, Response, StreamingResponse
 
-from app.protocol.audio import Granularity, ResponseFormat, render
+from app.pools import SpeechClient
+from app.protocol.audio import Granularity, ResponseFormat, render, stream_events
 from app.routes.deps import call_context, call_pool, pool_headers, resolve_pool
+from app.routes.generate import SSE_HEADERS
 from deployments.common.errors import InvalidRequest, PayloadTooLarge
 from deployments.contract import TranscriptionOptions
 from recipes.engines import SttEngineConfig, Task
 
 router = APIRouter(tags=["audio"])
+
+STREAMABLE_FORMATS = ("json", "text")
 
 
 @router.post("/v1/audio/transcriptions")
@@ -28,6 +34,7 @@ async def transcriptions(
     timestamp_granularities: Annotated[
         list[Granularity] | None, Form(alias="timestamp_granularities[]")
     ] = None,
+    stream: Annotated[bool, Form()] = False,
 ) -> Response:
     pool = resolve_pool(request, model, Task.TRANSCRIBE)
     granularities = list(timestamp_granularities or [])
@@ -35,6 +42,12 @@ async def transcriptions(
         raise InvalidRequest(
             "timestamp_granularities needs response_format=verbose_json",
             param="timestamp_granularities",
+        )
+    if stream and response_format not in STREAMABLE_FORMATS:
+        raise InvalidRequest(
+            f"stream=true sends transcript.text.* events; response_format must be one of "
+            f"{', '.join(STREAMABLE_FORMATS)}",
+            param="stream",
         )
     engine: SttEngineConfig = pool.spec.engine  # type: ignore[assignment]
     limit = engine.max_upload_bytes
@@ -52,6 +65,15 @@ async def transcriptions(
         word_timestamps="word" in granularities,
     )
     context = call_context(request)
+    if stream:
+        items, pool = await call_pool(
+            request, lambda client: client.transcribe_stream(data, options, context)
+        )
+        return StreamingResponse(
+            _sse(items, pool.client),
+            media_type="text/event-stream",
+            headers={**SSE_HEADERS, **pool_headers(pool)},
+        )
     transcript, pool = await call_pool(
         request, lambda client: client.transcribe(data, options, context)
     )
@@ -60,3 +82,11 @@ async def transcriptions(
     if isinstance(body, dict):
         return JSONResponse(content=body, headers=headers)
     return Response(content=body, media_type=media_type, headers=headers)
+
+
+async def _sse(items: AsyncIterator, client: SpeechClient) -> AsyncIterator[bytes]:
+    try:
+        async for event in stream_events(items, client.translate):
+            yield b"data: " + orjson.dumps(event) + b"\n\n"
+    finally:
+        await items.aclose()  # a client that left stops the decoder (the pool's generator closes)
