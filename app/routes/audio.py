@@ -8,7 +8,7 @@ from fastapi import APIRouter, File, Form, Request, UploadFile
 from fastapi.responses import JSONResponse, Response
 
 from app.protocol.audio import Granularity, ResponseFormat, render
-from app.routes.deps import call_context, call_pool, pool_headers, resolve_pool
+from app.routes.deps import call_context, call_pool, charge, pool_headers, resolve_pool
 from deployments.common.errors import InvalidRequest, PayloadTooLarge
 from deployments.contract import TranscriptionOptions
 from recipes.engines import SttEngineConfig, Task
@@ -55,6 +55,7 @@ async def transcriptions(
     transcript, pool = await call_pool(
         request, lambda client: client.transcribe(data, options, context)
     )
+    charge(request, pool, 0, audio_seconds=transcript.duration)
     body, media_type = render(transcript, response_format, granularities)
     headers = pool_headers(pool)
     if isinstance(body, dict):

@@ -3,6 +3,8 @@ DeploymentHandle to the model's pool."""
 
 from __future__ import annotations
 
+import contextlib
+import json
 from collections.abc import AsyncIterator
 from typing import Any
 
@@ -12,8 +14,11 @@ from fastapi.responses import JSONResponse, Response, StreamingResponse
 from app.pools import LLMClient
 from app.protocol.chat import ChatCompletionRequest, GenerationParams
 from app.protocol.completions import CompletionRequest
-from app.routes.deps import call_context, call_pool, pool_headers, resolve_pool
+from app.registry import Pool
+from app.routes.deps import call_context, call_pool, charge, pool_headers, resolve_pool
+from deployments.common.errors import InvalidRequest
 from recipes.engines import Task
+from recipes.schema import GatewaySpec
 
 router = APIRouter(tags=["generation"])
 
@@ -31,6 +36,8 @@ async def completions(body: CompletionRequest, request: Request) -> Response:
 
 
 async def _generate(body: GenerationParams, request: Request, endpoint: Task) -> Response:
+    if isinstance(body, CompletionRequest):
+        check_prompts(body.prompt, request.app.state.gateway)
     resolve_pool(request, body.model, endpoint)  # the route (candidate share) is in request.state
     engine_body, context = body.engine_body(), call_context(request)
 
@@ -42,13 +49,56 @@ async def _generate(body: GenerationParams, request: Request, endpoint: Task) ->
     headers = pool_headers(pool)
     if body.stream:
         return StreamingResponse(
-            _encode(items), media_type="text/event-stream", headers={**SSE_HEADERS, **headers}
+            _encode(items, request, pool),
+            media_type="text/event-stream",
+            headers={**SSE_HEADERS, **headers},
         )
     result: dict[str, Any] = await anext(items)
     await items.aclose()
+    charge(request, pool, _total_tokens(result.get("usage")))
     return JSONResponse(content=result, headers=headers)
 
 
-async def _encode(items: AsyncIterator[str]) -> AsyncIterator[bytes]:
-    async for line in items:
-        yield line.encode()
+def check_prompts(prompt: Any, gateway: GatewaySpec) -> None:
+    """400 for more prompts, or more token ids, than the gateway takes in one request."""
+    prompts = [prompt] if isinstance(prompt, str) or not prompt else prompt
+    if isinstance(prompts[0], int):
+        prompts = [prompts]
+    if len(prompts) > gateway.max_prompts:
+        raise InvalidRequest(
+            f"{len(prompts)} prompts in one request; at most {gateway.max_prompts}",
+            param="prompt",
+        )
+    ids = sum(len(p) for p in prompts if isinstance(p, list))
+    if ids > gateway.max_token_ids:
+        raise InvalidRequest(
+            f"{ids} token ids in one request; at most {gateway.max_token_ids}", param="prompt"
+        )
+
+
+def _total_tokens(usage: Any) -> int:
+    return int(usage.get("total_tokens") or 0) if isinstance(usage, dict) else 0
+
+
+async def _encode(items: AsyncIterator[str], request: Request, pool: Pool) -> AsyncIterator[bytes]:
+    """The SSE lines as bytes; a stream's tokens are charged to its tenant from its usage chunk
+    (stream_options.include_usage) or, without one, one token per content chunk."""
+    tokens = chunks = 0
+    try:
+        async for line in items:
+            if '"usage":{' in line:
+                tokens = max(tokens, _usage_in(line))
+            chunks += 1
+            yield line.encode()
+    finally:
+        charge(request, pool, tokens or chunks)
+
+
+def _usage_in(lines: str) -> int:
+    found = 0
+    for event in lines.split("\n\n"):
+        data = event.removeprefix("data: ").strip()
+        if data.startswith("{") and '"usage":{' in data:
+            with contextlib.suppress(ValueError):
+                found = max(found, _total_tokens(json.loads(data).get("usage")))
+    return found

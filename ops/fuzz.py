@@ -1,0 +1,150 @@
+"""Schema fuzzing: schemathesis cases from the app's own /openapi.json, sent to the real app.
+
+    python -m ops.fuzz [--url http://127.0.0.1:8000] [--examples 1000] [--api-key KEY]
+
+Without --url it starts the embedded default (serve_configs/local.yaml) on --port, as the tests
+do, and stops it after. Most generated bodies name a served model (the endpoint's own, an alias,
+or another task's) so cases reach the pools, not only the 404 of an unknown model; generation is
+capped at a few tokens so the CPU LLM answers quickly. Every answer must be below 500, and every
+4xx must be OpenAI's error JSON. Writes results/fuzz-<utc date>/fuzz.json (counts by operation
+and status, and every failure with a curl command to replay it); exits 1 on any failure.
+"""
+
+from __future__ import annotations
+
+import argparse
+import collections
+import json
+import math
+import random
+import sys
+import time
+from pathlib import Path
+from typing import Any
+
+from recipes.paths import RESULTS_ROOT
+
+MODELS = {
+    "/v1/chat/completions": ["smollm2-135m-instruct", "chat-fast"],
+    "/v1/completions": ["smollm2-135m-instruct", "chat-fast"],
+    "/v1/embeddings": ["all-minilm-l6-v2", "text-embedding-minilm"],
+    "/v1/rerank": ["minilm-rerank", "rerank-minilm"],
+    "/v1/audio/transcriptions": ["whisper-1", "whisper-tiny.en"],
+}
+ANY_MODEL = [m for models in MODELS.values() for m in models]
+MAX_TOKENS = 8
+
+
+def steer(case: Any, rng: random.Random) -> None:
+    """Point most cases at served models and keep generation short."""
+    body = case.body
+    if not isinstance(body, dict):
+        return
+    if "model" in body and rng.random() < 0.85:
+        own = MODELS.get(case.operation.path, ANY_MODEL)
+        body["model"] = rng.choice(own if rng.random() < 0.9 else ANY_MODEL)
+    if case.operation.path in ("/v1/chat/completions", "/v1/completions"):
+        for field in ("max_tokens", "max_completion_tokens"):
+            value = body.get(field)
+            if not isinstance(value, int) or isinstance(value, bool) or value > MAX_TOKENS:
+                body[field] = MAX_TOKENS
+        if isinstance(body.get("n"), int) and body["n"] > 2:
+            body["n"] = 2
+
+
+def is_openai_error(response: Any) -> bool:
+    try:
+        error = response.json()["error"]
+    except Exception:
+        return False
+    return isinstance(error, dict) and {"message", "type", "param", "code"} <= set(error)
+
+
+def fuzz(base_url: str, examples: int, api_key: str | None, seed: int) -> dict[str, Any]:
+    import schemathesis
+    from hypothesis import HealthCheck, Phase, given, settings
+
+    schema = schemathesis.openapi.from_url(f"{base_url}/openapi.json")
+    operations = [result.ok() for result in schema.get_all_operations()]
+    per_operation = math.ceil(examples / len(operations))
+    headers = {"Authorization": f"Bearer {api_key}"} if api_key else {}
+    rng = random.Random(seed)
+    counts: dict[str, collections.Counter] = {}
+    failures: list[dict[str, Any]] = []
+
+    for operation in operations:
+        label = f"{operation.method.upper()} {operation.path}"
+        counter = counts.setdefault(label, collections.Counter())
+
+        @settings(
+            max_examples=per_operation,
+            deadline=None,
+            database=None,
+            derandomize=True,
+            phases=[Phase.explicit, Phase.generate],
+            suppress_health_check=list(HealthCheck),
+        )
+        @given(case=operation.as_strategy())
+        def run(case: Any, label: str = label, counter: collections.Counter = counter) -> None:
+            steer(case, rng)
+            try:
+                response = case.call(base_url=base_url, headers=headers, timeout=120)
+            except Exception as exc:  # a connection the server dropped is a failure too
+                counter["error"] += 1
+                failures.append({"operation": label, "error": repr(exc)[:500]})
+                return
+            status = response.status_code
+            counter[str(status)] += 1
+            if status >= 500 or (status >= 400 and not is_openai_error(response)):
+                failures.append(
+                    {
+                        "operation": label,
+                        "status": status,
+                        "body": response.text[:500],
+                        "curl": case.as_curl_command()[:4000],
+                    }
+                )
+
+        started = time.monotonic()
+        run()
+        print(
+            f"{label}: {sum(counter.values())} cases in {time.monotonic() - started:.0f}s "
+            f"{dict(sorted(counter.items()))}",
+            flush=True,
+        )
+    return {
+        "base_url": base_url,
+        "seed": seed,
+        "cases": sum(sum(c.values()) for c in counts.values()),
+        "by_operation": {k: dict(sorted(v.items())) for k, v in counts.items()},
+        "failures": failures,
+    }
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--url", default=None, help="a running app (default: start local.yaml)")
+    parser.add_argument("--port", type=int, default=8031, help="port of the app it starts")
+    parser.add_argument("--examples", type=int, default=1000, help="cases in all (at least)")
+    parser.add_argument("--api-key", default=None, help="Bearer key for a keyed Gateway")
+    parser.add_argument("--seed", type=int, default=17)
+    parser.add_argument("--out", type=Path, default=None)
+    args = parser.parse_args(argv)
+
+    if args.url:
+        report = fuzz(args.url.rstrip("/"), args.examples, args.api_key, args.seed)
+    else:
+        from app.launcher import running_app
+        from recipes.paths import CONFIG_ROOT
+
+        with running_app(CONFIG_ROOT / "local.yaml", port=args.port) as url:
+            report = fuzz(url, args.examples, args.api_key, args.seed)
+    out = args.out or RESULTS_ROOT / f"fuzz-{time.strftime('%Y-%m-%d', time.gmtime())}"
+    out.mkdir(parents=True, exist_ok=True)
+    (out / "fuzz.json").write_text(json.dumps(report, indent=2) + "\n")
+    print(f"{report['cases']} cases, {len(report['failures'])} failure(s): {out / 'fuzz.json'}")
+    return 1 if report["failures"] else 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
