@@ -160,3 +160,53 @@ def test_haproxy_wrapper_hardens_serves_config(tmp_path):
         "error"
     ]
     assert json.loads((tmp_path / "408.json.http").read_bytes().decode().split("\r\n\r\n", 1)[1])
+
+
+async def test_chunked_body_over_the_limit_is_413_and_under_it_reaches_the_app():
+    import httpx
+
+    from app.middleware import BodySizeLimitMiddleware
+
+    async def echo(scope, receive, send):
+        body = b""
+        while True:
+            message = await receive()
+            body += message.get("body", b"")
+            if not message.get("more_body"):
+                break
+        await send({"type": "http.response.start", "status": 200, "headers": []})
+        await send({"type": "http.response.body", "body": str(len(body)).encode()})
+
+    app = BodySizeLimitMiddleware(echo, max_body_bytes=1000)
+
+    async def chunks(n: int):
+        for _ in range(n):
+            yield b"x" * 300
+
+    transport = httpx.ASGITransport(app=app)
+    async with httpx.AsyncClient(transport=transport, base_url="http://t") as client:
+        big = await client.post("/", content=chunks(4))  # no content-length: chunked
+        assert big.status_code == 413
+        assert big.json()["error"]["code"] == "payload_too_large"
+        small = await client.post("/", content=chunks(3))
+        assert small.status_code == 200 and small.text == "900"
+
+
+def test_launcher_refuses_a_host_beyond_loopback_without_keys(tmp_path):
+    from types import SimpleNamespace
+
+    from app.launcher import LaunchError, check_keys
+
+    def config(host: str):
+        return SimpleNamespace(http_options=SimpleNamespace(host=host, port=8000))
+
+    said: list[str] = []
+    check_keys(config("127.0.0.1"), GatewaySpec(), log=said.append)
+    assert "NO API KEYS" in said[0]
+    # a set validated with keys_env, launched where the variable is not set
+    gateway = GatewaySpec(host="0.0.0.0", auth={"keys_env": "PLATFORM_TEST_KEYS_UNSET"})
+    with pytest.raises(LaunchError, match="not set"):
+        check_keys(config("0.0.0.0"), gateway)
+    # a rendered config edited to bind beyond loopback while its gateway section has no keys
+    with pytest.raises(LaunchError, match="refusing"):
+        check_keys(config("0.0.0.0"), GatewaySpec())
