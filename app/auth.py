@@ -73,16 +73,18 @@ class Quota:
         while self.tokens and self.tokens[0][0] <= now - WINDOW_S:
             self.token_sum -= self.tokens.popleft()[1]
 
-    def admit(self, now: float) -> str | float | None:
-        """None if the request may start (and it is counted), else why not: a message and
-        the seconds until it may."""
+    def admit(self, now: float) -> tuple[str, float] | None:
+        """None if the request may start (and it is counted), else why not and the seconds
+        until it may."""
         self._expire(now)
         if self.max_concurrent is not None and self.in_flight >= self.max_concurrent:
-            return f"{self.in_flight} requests in flight, the limit is {self.max_concurrent}"
+            return f"{self.in_flight} requests in flight (limit {self.max_concurrent})", 1.0
         if self.rpm is not None and len(self.requests) >= self.rpm:
-            return self.requests[0] + WINDOW_S - now
+            wait = self.requests[0] + WINDOW_S - now
+            return f"{len(self.requests)} requests in the last minute (limit {self.rpm})", wait
         if self.tpm is not None and self.token_sum >= self.tpm:
-            return self.tokens[0][0] + WINDOW_S - now
+            wait = self.tokens[0][0] + WINDOW_S - now
+            return f"{self.token_sum} tokens in the last minute (limit {self.tpm})", wait
         self.requests.append(now)
         self.in_flight += 1
         return None
@@ -181,10 +183,6 @@ class AuthMiddleware:
             quota.release()
 
 
-def _rate_limited(key: ApiKey, refused: str | float) -> RateLimited:
-    if isinstance(refused, str):
-        return RateLimited(f"key '{key.id}': {refused}", retry_after_s=1.0)
-    return RateLimited(
-        f"key '{key.id}' is over its per-minute quota ({key.rpm} requests, {key.tpm} tokens)",
-        retry_after_s=max(1.0, refused),
-    )
+def _rate_limited(key: ApiKey, refused: tuple[str, float]) -> RateLimited:
+    why, wait_s = refused
+    return RateLimited(f"key '{key.id}' is over its quota: {why}", retry_after_s=max(1.0, wait_s))
