@@ -62,7 +62,6 @@ def is_openai_error(response: Any) -> bool:
 
 def fuzz(base_url: str, examples: int, api_key: str | None, seed: int) -> dict[str, Any]:
     import schemathesis
-    from hypothesis import HealthCheck, Phase, given, settings
 
     schema = schemathesis.openapi.from_url(f"{base_url}/openapi.json")
     operations = [result.ok() for result in schema.get_all_operations()]
@@ -75,36 +74,7 @@ def fuzz(base_url: str, examples: int, api_key: str | None, seed: int) -> dict[s
     for operation in operations:
         label = f"{operation.method.upper()} {operation.path}"
         counter = counts.setdefault(label, collections.Counter())
-
-        @settings(
-            max_examples=per_operation,
-            deadline=None,
-            database=None,
-            derandomize=True,
-            phases=[Phase.explicit, Phase.generate],
-            suppress_health_check=list(HealthCheck),
-        )
-        @given(case=operation.as_strategy())
-        def run(case: Any, label: str = label, counter: collections.Counter = counter) -> None:
-            steer(case, rng)
-            try:
-                response = case.call(base_url=base_url, headers=headers, timeout=120)
-            except Exception as exc:  # a connection the server dropped is a failure too
-                counter["error"] += 1
-                failures.append({"operation": label, "error": repr(exc)[:500]})
-                return
-            status = response.status_code
-            counter[str(status)] += 1
-            if status >= 500 or (status >= 400 and not is_openai_error(response)):
-                failures.append(
-                    {
-                        "operation": label,
-                        "status": status,
-                        "body": response.text[:500],
-                        "curl": case.as_curl_command()[:4000],
-                    }
-                )
-
+        run = _runner(operation, per_operation, base_url, headers, rng, label, counter, failures)
         started = time.monotonic()
         run()
         print(
@@ -119,6 +89,51 @@ def fuzz(base_url: str, examples: int, api_key: str | None, seed: int) -> dict[s
         "by_operation": {k: dict(sorted(v.items())) for k, v in counts.items()},
         "failures": failures,
     }
+
+
+def _runner(
+    operation: Any,
+    examples: int,
+    base_url: str,
+    headers: dict[str, str],
+    rng: random.Random,
+    label: str,
+    counter: collections.Counter,
+    failures: list[dict[str, Any]],
+) -> Any:
+    """One operation's hypothesis test: `examples` generated cases, each sent and checked."""
+    from hypothesis import HealthCheck, Phase, given, settings
+
+    @settings(
+        max_examples=examples,
+        deadline=None,
+        database=None,
+        derandomize=True,
+        phases=[Phase.explicit, Phase.generate],
+        suppress_health_check=list(HealthCheck),
+    )
+    @given(case=operation.as_strategy())
+    def run(case: Any) -> None:
+        steer(case, rng)
+        try:
+            response = case.call(base_url=base_url, headers=headers, timeout=120)
+        except Exception as exc:  # a connection the server dropped is a failure too
+            counter["error"] += 1
+            failures.append({"operation": label, "error": repr(exc)[:500]})
+            return
+        status = response.status_code
+        counter[str(status)] += 1
+        if status >= 500 or (status >= 400 and not is_openai_error(response)):
+            failures.append(
+                {
+                    "operation": label,
+                    "status": status,
+                    "body": response.text[:500],
+                    "curl": case.as_curl_command()[:4000],
+                }
+            )
+
+    return run
 
 
 def main(argv: list[str] | None = None) -> int:
