@@ -110,6 +110,8 @@ async def until_disconnected(request: Request, work: Awaitable[T]) -> T:
     watcher = asyncio.ensure_future(_disconnect(request))
     try:
         await asyncio.wait((task, watcher), return_when=asyncio.FIRST_COMPLETED)
+        if not task.done() and watcher.exception() is not None:
+            return await task  # the watch itself failed: no verdict on the client, just wait
     except asyncio.CancelledError:
         task.cancel()
         raise
