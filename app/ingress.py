@@ -12,6 +12,7 @@ from app.api import create_api
 from app.auth import KeyRing
 from app.pools import POOL_KINDS
 from app.registry import ModelRegistry, Pool, identity_of
+from deployments.common.ports import bind_replica_grpc_to_node
 from recipes.rendered import AppArgs, GatewayConfig, RolloutRouting
 from recipes.tenants import AuthSpec, is_loopback
 from telemetry.logs import quiet_client_errors
@@ -23,6 +24,7 @@ logger = logging.getLogger("ray.serve")
 @serve.ingress()
 class Gateway:
     def __init__(self, args: AppArgs, handles: dict[str, Any]):
+        bind_replica_grpc_to_node()
         self.args = args
         quiet_client_errors()
         specs = [launched.recipe for launched in args.pools]

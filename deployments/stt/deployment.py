@@ -15,6 +15,7 @@ from concurrent.futures import ThreadPoolExecutor
 
 from ray import serve
 
+from deployments.common.ports import bind_replica_grpc_to_node
 from deployments.contract import CallContext, Transcript, TranscriptionOptions
 from deployments.stt.engine import WhisperEngine
 from recipes.engines import SttEngineConfig
@@ -29,6 +30,7 @@ class TranscriptionDeployment:
     """Implements deployments.contract.SpeechPool."""
 
     def __init__(self, identity: PoolIdentity, model: ModelSource, engine: SttEngineConfig):
+        bind_replica_grpc_to_node()
         self.identity = identity
         self.config = engine
         self.telemetry = PoolTelemetry(identity)
