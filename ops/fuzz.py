@@ -136,6 +136,61 @@ def _runner(
     return run
 
 
+def stall_probe(base_url: str) -> list[dict[str, Any]]:
+    """`GET /health` latency (every 50 ms) while one large embeddings body is parsed: how long
+    the Gateway's event loop is held (bodies are parsed on it). A 4M-token-id body (refused by
+    the token-id limit after parsing) and a 16,000-text body (refused by the input count)."""
+    import threading
+
+    import httpx
+
+    bodies = {
+        "token ids, 4M": {"model": "text-embedding-minilm", "input": [[7] * 1000] * 4000},
+        "texts, 16k x 1 KB": {"model": "text-embedding-minilm", "input": ["word " * 200] * 16000},
+    }
+    out = []
+    for label, payload in bodies.items():
+        body = json.dumps(payload).encode()
+        latencies: list[float] = []
+        stop = threading.Event()
+
+        def poll(latencies: list[float] = latencies, stop: threading.Event = stop) -> None:
+            with httpx.Client(base_url=base_url, timeout=60) as client:
+                while not stop.is_set():
+                    started = time.perf_counter()
+                    client.get("/health")
+                    latencies.append(time.perf_counter() - started)
+                    time.sleep(0.05)
+
+        thread = threading.Thread(target=poll)
+        thread.start()
+        time.sleep(1.0)
+        started = time.perf_counter()
+        r = httpx.post(
+            f"{base_url}/v1/embeddings",
+            content=body,
+            headers={"content-type": "application/json"},
+            timeout=120,
+        )
+        took = time.perf_counter() - started
+        time.sleep(1.0)
+        stop.set()
+        thread.join()
+        out.append(
+            {
+                "body": label,
+                "body_mb": round(len(body) / 1e6, 1),
+                "status": r.status_code,
+                "request_s": round(took, 3),
+                "health_max_s": round(max(latencies), 3),
+                "health_p50_s": round(sorted(latencies)[len(latencies) // 2], 4),
+                "health_samples": len(latencies),
+            }
+        )
+        print(out[-1], flush=True)
+    return out
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--url", default=None, help="a running app (default: start local.yaml)")
