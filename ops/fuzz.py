@@ -199,18 +199,24 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--api-key", default=None, help="Bearer key for a keyed Gateway")
     parser.add_argument("--seed", type=int, default=17)
     parser.add_argument("--out", type=Path, default=None)
+    parser.add_argument("--stall", action="store_true", help="run stall_probe first (open app)")
     args = parser.parse_args(argv)
+    out = args.out or RESULTS_ROOT / f"fuzz-{time.strftime('%Y-%m-%d', time.gmtime())}"
+    out.mkdir(parents=True, exist_ok=True)
+
+    def run(url: str) -> dict[str, Any]:
+        if args.stall:
+            (out / "stall.json").write_text(json.dumps(stall_probe(url), indent=2) + "\n")
+        return fuzz(url, args.examples, args.api_key, args.seed)
 
     if args.url:
-        report = fuzz(args.url.rstrip("/"), args.examples, args.api_key, args.seed)
+        report = run(args.url.rstrip("/"))
     else:
         from app.launcher import running_app
         from recipes.paths import CONFIG_ROOT
 
         with running_app(CONFIG_ROOT / "local.yaml", port=args.port) as url:
-            report = fuzz(url, args.examples, args.api_key, args.seed)
-    out = args.out or RESULTS_ROOT / f"fuzz-{time.strftime('%Y-%m-%d', time.gmtime())}"
-    out.mkdir(parents=True, exist_ok=True)
+            report = run(url)
     (out / "fuzz.json").write_text(json.dumps(report, indent=2) + "\n")
     print(f"{report['cases']} cases, {len(report['failures'])} failure(s): {out / 'fuzz.json'}")
     return 1 if report["failures"] else 0
