@@ -28,9 +28,10 @@ DEPS_STAMP := $(VENV)/.deps-installed
 INFINITY_VENV := .venv-infinity
 INFINITY_STAMP := $(INFINITY_VENV)/.deps-installed
 PEERS_ARGS ?=
+FUZZ_ARGS ?=
 MODELS_STAMP := .models/.prepared
 
-.PHONY: help install models serve stop status rollout test test-unit lint fmt bench bench-peers \
+.PHONY: help install models serve stop status rollout test test-unit fuzz lint fmt bench bench-peers \
         recipes-validate recipes-render recipes-check capacity-shape capacity-calibrate \
         capacity-plan capacity-check lock clean
 
@@ -84,6 +85,9 @@ test: install ## Install what is needed and run the whole test suite
 
 test-unit: install ## Run the fast tests that need no Serve app
 	$(PY) -m pytest tests/unit $(PYTEST_ARGS)
+
+fuzz: install ## Schemathesis over /openapi.json against a fresh local app, real model ids (>= 1,000 cases, no 5xx; ~5 min)
+	$(PY) -m ops.fuzz $(FUZZ_ARGS)
 
 lint: install ## ruff, and the layers contract (ops > app > deployments > telemetry > recipes)
 	$(PY) -m ruff check .

@@ -8,7 +8,7 @@ import re
 
 from fastapi import FastAPI, Request, params
 from fastapi.exceptions import RequestValidationError
-from fastapi.responses import JSONResponse
+from fastapi.responses import JSONResponse, Response
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from app.protocol.common import ErrorInfo, ErrorResponse
@@ -17,6 +17,11 @@ from deployments.common.errors import Overloaded, ServingError
 logger = logging.getLogger("ray.serve")
 
 JSON_TYPES = ("application/json", "+json")
+
+
+class ClientDisconnected(Exception):
+    """The client closed the connection before its answer was ready; the pool call was
+    cancelled (the LLM pool aborts the engine request)."""
 
 
 def error_json(
@@ -107,6 +112,11 @@ def install_error_handlers(app: FastAPI) -> None:
         if exc.status_code in (404, 405) and message in ("Not Found", "Method Not Allowed"):
             message = f"Invalid URL ({request.method} {request.url.path})"
         return error_json(exc.status_code, message, error_type, headers=exc.headers)
+
+    @app.exception_handler(ClientDisconnected)
+    async def _client_gone(request: Request, exc: ClientDisconnected):
+        request.state.error_type = "client_disconnected"
+        return Response(status_code=499)  # nobody reads it; the request log says 499
 
     @app.exception_handler(Exception)
     async def _unexpected(request: Request, exc: Exception):

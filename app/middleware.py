@@ -28,6 +28,15 @@ class BodySizeLimitMiddleware:
         if length is not None and length.isdigit() and int(length) > self.max_body_bytes:
             await _send_413(send, int(length), self.max_body_bytes)
             return
+        if length is None and scope.get("method") in ("POST", "PUT", "PATCH"):
+            # A chunked body declares no size: read it here, up to the limit, so an oversize
+            # one is a 413 (a parser that met the limit mid-read would answer 400).
+            body, size = await _read_bounded(receive, self.max_body_bytes)
+            if body is None:
+                await _send_413(send, size, self.max_body_bytes)
+                return
+            await self.app(scope, _replay(body, receive), send)
+            return
         received = 0
 
         async def counting_receive() -> Message:
@@ -43,6 +52,37 @@ class BodySizeLimitMiddleware:
             await self.app(scope, counting_receive, send)
         except BodyTooLarge as exc:
             await _send_413(send, exc.size, exc.limit)
+
+
+async def _read_bounded(receive: Receive, limit: int) -> tuple[bytes | None, int]:
+    """The whole body, or (None, bytes seen) once it passes `limit`."""
+    chunks: list[bytes] = []
+    size = 0
+    while True:
+        message = await receive()
+        if message["type"] != "http.request":
+            break  # the client left; the app sees an empty body and the disconnect
+        chunk = message.get("body", b"")
+        size += len(chunk)
+        if size > limit:
+            return None, size
+        chunks.append(chunk)
+        if not message.get("more_body"):
+            break
+    return b"".join(chunks), size
+
+
+def _replay(body: bytes, receive: Receive) -> Receive:
+    sent = False
+
+    async def replay() -> Message:
+        nonlocal sent
+        if not sent:
+            sent = True
+            return {"type": "http.request", "body": body, "more_body": False}
+        return await receive()  # what comes after the body: the disconnect
+
+    return replay
 
 
 class BodyTooLarge(Exception):

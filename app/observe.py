@@ -12,11 +12,13 @@ from __future__ import annotations
 import collections
 import logging
 import time
+import uuid
 from typing import Any
 
 from starlette.datastructures import Headers
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
+from app.auth import OPEN_CALLER, OPEN_TENANT
 from app.routes.deps import PROFILE_HEADER
 from telemetry import metrics
 from telemetry.metrics import POOL_TAGS
@@ -27,19 +29,49 @@ NO_POOL = dict.fromkeys(POOL_TAGS, "none")
 
 
 class OutcomeIndex:
-    """request id -> pool labels of recent answered requests (bounded, oldest dropped)."""
+    """request id -> pool labels and tenant of recent answered requests (bounded, oldest
+    dropped)."""
 
     def __init__(self, capacity: int = 100_000):
         self.capacity = capacity
-        self._labels: collections.OrderedDict[str, dict[str, str]] = collections.OrderedDict()
+        self._labels: collections.OrderedDict[str, tuple[dict[str, str], str]] = (
+            collections.OrderedDict()
+        )
 
-    def remember(self, request_id: str, labels: dict[str, str]) -> None:
-        self._labels[request_id] = labels
+    def remember(self, request_id: str, labels: dict[str, str], tenant: str = OPEN_TENANT) -> None:
+        self._labels[request_id] = (labels, tenant)
         if len(self._labels) > self.capacity:
             self._labels.popitem(last=False)
 
-    def labels(self, request_id: str) -> dict[str, str] | None:
-        return self._labels.get(request_id)
+    def labels(self, request_id: str, tenant: str = OPEN_TENANT) -> dict[str, str] | None:
+        """The request's labels if this tenant sent it (another tenant's reads as unknown)."""
+        found = self._labels.get(request_id)
+        if found is None or found[1] != tenant:
+            return None
+        return found[0]
+
+
+MAX_REQUEST_ID = 128
+
+
+def valid_request_id(value: bytes) -> bool:
+    """1 to 128 printable ASCII characters, no space (what logs and headers carry safely)."""
+    return 0 < len(value) <= MAX_REQUEST_ID and all(0x21 <= b <= 0x7E for b in value)
+
+
+def bound_request_id(scope: Scope) -> None:
+    """Replace a client's x-request-id that is not valid_request_id (or sent twice) with a
+    fresh one, before anything logs or echoes it. HAProxy drops such ids already; this covers
+    Serve's own proxy."""
+    headers = scope.get("headers") or []
+    ids = [v for k, v in headers if k == b"x-request-id"]
+    if len(ids) == 1 and valid_request_id(ids[0]):
+        return
+    if ids:
+        fresh = uuid.uuid4().hex.encode()
+        scope["headers"] = [(k, v) for k, v in headers if k != b"x-request-id"] + [
+            (b"x-request-id", fresh)
+        ]
 
 
 class RequestMetricsMiddleware:
@@ -51,6 +83,7 @@ class RequestMetricsMiddleware:
         if scope["type"] != "http":
             await self.app(scope, receive, send)
             return
+        bound_request_id(scope)
         arrival = time.time()
         state = scope.setdefault("state", {})
         state["arrival"] = arrival
@@ -95,14 +128,26 @@ class RequestMetricsMiddleware:
             metrics.rejected_total().inc(1, tags={**labels, "reason": "queue_full"})
         headers = Headers(scope=scope)
         request_id = headers.get("x-request-id") or ""
+        tenant = state.get("caller", OPEN_CALLER).tenant
+        metrics.tenant_requests_total().inc(
+            1,
+            tags={
+                "tenant": tenant,
+                "endpoint": endpoint,
+                "model": labels["model"],
+                "pool": labels["pool"],
+                "status": str(status),
+            },
+        )
         if pool is not None and 200 <= status < 300 and request_id:
-            self.outcomes.remember(request_id, labels)
+            self.outcomes.remember(request_id, labels, tenant)
         prompt, completion, cached = state.get("tokens") or (None, None, None)
         logger.info(
             "request",
             extra={
                 "event": "request",
                 "platform_request_id": request_id,
+                "tenant": tenant,
                 "endpoint": endpoint,
                 **labels,
                 "status": status,

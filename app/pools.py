@@ -68,6 +68,9 @@ class PoolClient:
         """Await one unary handle call within the pool's request timeout."""
         try:
             return await asyncio.wait_for(_resolve(response), self.timeout_s)
+        except asyncio.CancelledError:
+            response.cancel()  # the client left: the replica stops this call too
+            raise
         except TimeoutError:
             response.cancel()
             raise RequestTimeout(
@@ -81,6 +84,9 @@ class PoolClient:
         found before the first item become a status code), then the rest as they come."""
         try:
             first = await asyncio.wait_for(generator.__anext__(), self.timeout_s)
+        except asyncio.CancelledError:
+            generator.cancel()  # the client left before the first item: abort in the engine
+            raise
         except StopAsyncIteration:
             return _empty()
         except TimeoutError:

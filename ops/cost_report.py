@@ -12,6 +12,7 @@ replicas started. --prometheus points at a Prometheus server instead (increase()
 from __future__ import annotations
 
 import argparse
+import os
 import re
 import sys
 import time
@@ -65,6 +66,53 @@ def parse(text: str) -> dict[Key, PoolCost]:
         elif name == "ray_platform_requests_total" and ls.get("status", "").startswith("2"):
             pools[key].requests += v
     return {k: v for k, v in pools.items() if k[0] not in ("none", "unknown")}
+
+
+@dataclass
+class TenantUse:
+    requests: float = 0.0
+    units: dict[str, float] | None = None
+
+
+TenantKey = tuple[str, str, str]  # (tenant, model, pool)
+
+
+def parse_tenants(text: str) -> dict[TenantKey, TenantUse]:
+    """Answered requests and usage (tokens, texts, documents, audio seconds) by tenant."""
+    out: dict[TenantKey, TenantUse] = defaultdict(TenantUse)
+    for line in text.splitlines():
+        match = SAMPLE.match(line)
+        if not match:
+            continue
+        name, labels, value = match.groups()
+        ls = dict(LABEL.findall(labels or ""))
+        key = (ls.get("tenant", "?"), ls.get("model", "?"), ls.get("pool", "?"))
+        if key[1] in ("none", "unknown"):
+            continue
+        if name == "ray_platform_tenant_requests_total" and ls.get("status", "").startswith("2"):
+            out[key].requests += float(value)
+        elif name == "ray_platform_tenant_usage_total":
+            units = out[key].units = out[key].units or {}
+            units[ls.get("unit", "?")] = units.get(ls.get("unit", "?"), 0.0) + float(value)
+    return dict(out)
+
+
+def tenant_table(tenants: dict[TenantKey, TenantUse], pools: dict[Key, PoolCost]) -> str:
+    """Each tenant's share of a pool's cost is its share of the pool's answered requests."""
+    lines = [
+        "| tenant | model | pool | requests | usage | cost share USD |",
+        "|---|---|---|---|---|---|",
+    ]
+    for (tenant, model, pool), use in sorted(tenants.items()):
+        cost = pools.get((model, pool))
+        share = (
+            f"{cost.total_usd * use.requests / cost.requests:.6f}"
+            if cost is not None and cost.requests
+            else "n/a"
+        )
+        usage = ", ".join(f"{v:g} {u}" for u, v in sorted((use.units or {}).items())) or "-"
+        lines.append(f"| {tenant} | {model} | {pool} | {use.requests:.0f} | {usage} | {share} |")
+    return "\n".join(lines)
 
 
 def difference(after: dict[Key, PoolCost], before: dict[Key, PoolCost]) -> dict[Key, PoolCost]:
@@ -121,15 +169,33 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--metrics-url", default="http://127.0.0.1:8000/metrics")
     parser.add_argument("--prometheus", default=None, help="a Prometheus server's base URL")
     parser.add_argument("--window", type=float, default=0, help="seconds; 0 = since start")
+    parser.add_argument(
+        "--api-key",
+        default=os.environ.get("PLATFORM_API_KEY"),
+        help="a key with the metrics scope (default $PLATFORM_API_KEY); none for an open Gateway",
+    )
     args = parser.parse_args(argv)
     if args.prometheus:
         pools = from_prometheus(args.prometheus, args.window or 3600)
-    else:
-        before = parse(httpx.get(args.metrics_url, timeout=30).text) if args.window else {}
-        if args.window:
-            time.sleep(args.window)
-        pools = difference(parse(httpx.get(args.metrics_url, timeout=30).text), before)
+        print(table(pools))
+        return 0
+    headers = {"Authorization": f"Bearer {args.api_key}"} if args.api_key else {}
+
+    def scrape() -> str:
+        response = httpx.get(args.metrics_url, headers=headers, timeout=30)
+        response.raise_for_status()
+        return response.text
+
+    first = scrape() if args.window else ""
+    if args.window:
+        time.sleep(args.window)
+    last = scrape()
+    pools = difference(parse(last), parse(first))
     print(table(pools))
+    tenants = parse_tenants(last)
+    if not args.window and tenants:  # by tenant: totals since start (counters of one scrape)
+        print()
+        print(tenant_table(tenants, pools))
     return 0
 
 

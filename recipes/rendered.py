@@ -8,6 +8,7 @@ from typing import Literal
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 
 from recipes.schema import GatewaySpec, RecipeSpec
+from recipes.tenants import AuthSpec
 
 
 class LaunchedRecipe(BaseModel):
@@ -101,6 +102,11 @@ class GatewayConfig(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
     rollouts: list[RolloutRouting] = Field(default_factory=list)
+    auth: AuthSpec | None = Field(
+        None,
+        description="Replaces the recipe set's gateway.auth in place (keys rotated or switched "
+        "on without restarting a replica)",
+    )
 
     @model_validator(mode="after")
     def _one_per_pool(self) -> GatewayConfig:

@@ -21,6 +21,7 @@ from pydantic import BaseModel, Field, field_validator, model_validator
 from recipes.engines import EngineConfig, Strict, Task
 from recipes.model_source import ModelSource
 from recipes.paths import PROJECT_ROOT
+from recipes.tenants import AuthSpec, is_loopback
 
 Profile = Literal[
     "fast_chat", "long_context", "batch", "ttft_critical", "agentic", "embed", "rerank", "stt"
@@ -535,6 +536,31 @@ class GatewaySpec(Strict):
     trace_sampling_ratio: float = Field(
         0.05, ge=0, le=1, description="Share of requests traced when an OTLP endpoint is set"
     )
+    auth: AuthSpec = Field(
+        default_factory=AuthSpec,
+        description="API keys; required for a host beyond loopback (see recipes/tenants.py)",
+    )
+    request_arrival_timeout_s: int = Field(
+        10, ge=1, description="HAProxy: 408 when a request's headers and body take longer"
+    )
+    client_idle_timeout_s: int = Field(
+        120, ge=1, description="HAProxy: a client connection idle this long is closed"
+    )
+    max_prompts: int = Field(
+        64, ge=1, description="400 for a /v1/completions request with more prompts"
+    )
+    max_token_ids: int = Field(
+        262_144, ge=1, description="400 for a request carrying more token ids in all"
+    )
+
+    @model_validator(mode="after")
+    def _keys_beyond_loopback(self) -> GatewaySpec:
+        if not is_loopback(self.host) and not self.auth.configured:
+            raise ValueError(
+                f"gateway.host {self.host} is reachable beyond this machine: name the API keys "
+                "(gateway.auth.keys_file or gateway.auth.keys_env); only 127.0.0.1 may run open"
+            )
+        return self
 
 
 class RecipeSet(Versioned):

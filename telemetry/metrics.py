@@ -112,6 +112,22 @@ def outcomes_total() -> Any:
     )
 
 
+def tenant_requests_total() -> Any:
+    return counter(
+        "platform_tenant_requests_total",
+        "Requests by the caller's tenant (`open` when the Gateway runs without keys)",
+        ("tenant", "endpoint", "model", "pool", "status"),
+    )
+
+
+def tenant_usage_total() -> Any:
+    return counter(
+        "platform_tenant_usage_total",
+        "What a tenant's served requests used, by unit (tokens, texts, documents, audio_seconds)",
+        ("tenant", "model", "pool", "unit"),
+    )
+
+
 # --- every pool ---------------------------------------------------------------------------------
 
 

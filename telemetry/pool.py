@@ -13,6 +13,7 @@ from typing import Any
 from telemetry import gpu, metrics
 from telemetry.cost import CostMeter
 from telemetry.identity import PoolIdentity
+from telemetry.logs import quiet_client_errors
 
 logger = logging.getLogger("ray.serve")
 
@@ -27,6 +28,7 @@ def process_age_s() -> float:
 
 class PoolTelemetry:
     def __init__(self, identity: PoolIdentity):
+        quiet_client_errors()  # a 4xx is one log line, not a traceback
         self.identity = identity
         self.tags = identity.tags
         self.cost = CostMeter(identity.usd_per_hour, self._charge)

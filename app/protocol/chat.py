@@ -12,6 +12,8 @@ from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 
+from app.protocol.common import check_json_value
+
 
 class StreamOptions(BaseModel):
     model_config = ConfigDict(extra="allow")
@@ -43,6 +45,11 @@ class GenerationParams(BaseModel):
     presence_penalty: float | None = Field(None, ge=-2, le=2)
     frequency_penalty: float | None = Field(None, ge=-2, le=2)
     user: str | None = None
+
+    @model_validator(mode="before")
+    @classmethod
+    def _valid_text_and_depth(cls, data: Any) -> Any:
+        return check_json_value(data)
 
     @model_validator(mode="after")
     def _stream_options_need_stream(self):

@@ -11,7 +11,7 @@ from fastapi.responses import JSONResponse, Response, StreamingResponse
 
 from app.pools import SpeechClient
 from app.protocol.audio import Granularity, ResponseFormat, render, stream_events
-from app.routes.deps import call_context, call_pool, pool_headers, resolve_pool
+from app.routes.deps import call_context, call_pool, charge, pool_headers, resolve_pool
 from app.routes.generate import SSE_HEADERS
 from deployments.common.errors import InvalidRequest, PayloadTooLarge
 from deployments.contract import TranscriptionOptions
@@ -77,6 +77,7 @@ async def transcriptions(
     transcript, pool = await call_pool(
         request, lambda client: client.transcribe(data, options, context)
     )
+    charge(request, pool, 0, audio_seconds=transcript.duration)
     body, media_type = render(transcript, response_format, granularities)
     headers = pool_headers(pool)
     if isinstance(body, dict):

@@ -3,13 +3,17 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
+import time
 from collections.abc import AsyncIterator, Awaitable, Callable
 from typing import Any, TypeVar
 
 from fastapi import Request
 from fastapi.responses import Response
 
+from app.auth import OPEN_CALLER, Caller
+from app.errors import ClientDisconnected
 from app.registry import ModelRegistry, Pool, Route
 from deployments.common.errors import ServingError
 from deployments.contract import CallContext
@@ -32,11 +36,18 @@ def registry(request: Request) -> ModelRegistry:
     return request.app.state.registry
 
 
+def caller(request: Request) -> Caller:
+    """Who sent the request (AuthMiddleware put it in the request's state)."""
+    return getattr(request.state, "caller", OPEN_CALLER)
+
+
 def resolve_pool(request: Request, model: str, endpoint: Task) -> Pool:
     """The pool that answers this request. During a rollout of that model's pool the request
-    may go to the candidate (its canary share, or an `x-pool` header naming it)."""
+    may go to the candidate (its canary share, or an `x-pool` header naming it). 403 for a key
+    that may not use the model or the pool."""
     reg = registry(request)
     pool = reg.resolve(model, endpoint, request.headers.get(PROFILE_HEADER))
+    caller(request).check_model(model, pool.model, pool.spec.id)
     route = reg.route(pool, request.headers.get(POOL_HEADER))
     request.state.route = route
     request.state.pool = route.pool  # the metrics middleware labels the request with it
@@ -63,7 +74,9 @@ async def call_pool(request: Request, call: Callable[[Any], Awaitable[T]]) -> tu
     if route.shadow is not None:
         _mirror(route.shadow, call)
     try:
-        return await call(route.pool.client), route.pool
+        return await until_disconnected(request, call(route.pool.client)), route.pool
+    except ClientDisconnected:
+        raise
     except Exception as exc:
         if route.fallback is None or not retriable(exc):
             raise
@@ -88,7 +101,40 @@ async def call_pool(request: Request, call: Callable[[Any], Awaitable[T]]) -> tu
             },
         )
         request.state.pool = route.fallback
-        return await call(route.fallback.client), route.fallback
+        return await until_disconnected(request, call(route.fallback.client)), route.fallback
+
+
+async def until_disconnected(request: Request, work: Awaitable[T]) -> T:
+    """`work`, cancelled as soon as the client disconnects. A streamed response is watched by
+    Starlette itself; this covers the wait before the first byte (a whole unary answer)."""
+    task = asyncio.ensure_future(work)
+    watcher = asyncio.ensure_future(_disconnect(request))
+    try:
+        await asyncio.wait((task, watcher), return_when=asyncio.FIRST_COMPLETED)
+        if not task.done() and watcher.exception() is not None:
+            return await task  # the watch itself failed: no verdict on the client, just wait
+    except asyncio.CancelledError:
+        task.cancel()
+        raise
+    finally:
+        watcher.cancel()
+    if not task.done():
+        task.cancel()
+        with contextlib.suppress(BaseException):
+            await task
+        raise ClientDisconnected()
+    return task.result()
+
+
+async def _disconnect(request: Request) -> None:
+    """Returns once the ASGI server reports the client gone (the body is read by now, so the
+    next message is the disconnect)."""
+    while True:
+        message = await request.receive()
+        if message["type"] == "http.disconnect":
+            return
+        if not message.get("more_body"):
+            await asyncio.sleep(0.5)  # a server that repeats the end of the body: poll gently
 
 
 def _mirror(pool: Pool, call: Callable[[Any], Awaitable[Any]]) -> None:
@@ -110,6 +156,20 @@ def _mirror(pool: Pool, call: Callable[[Any], Awaitable[Any]]) -> None:
     task = asyncio.get_running_loop().create_task(run())
     _shadow_tasks.add(task)
     task.add_done_callback(_shadow_tasks.discard)
+
+
+def charge(request: Request, pool: Pool, tokens: int, **units: float) -> None:
+    """Count a served request's usage for its caller's tenant (metrics, and the key's
+    tokens-per-minute quota). `units`: other amounts by unit (texts, audio_seconds)."""
+    who = caller(request)
+    tags = {"tenant": who.tenant, "model": pool.model, "pool": pool.id}
+    usage = metrics.tenant_usage_total()
+    for unit, amount in (("tokens", tokens), *units.items()):
+        if amount:
+            usage.inc(amount, tags={**tags, "unit": unit})
+    quota = getattr(request.state, "quota", None)
+    if quota is not None:
+        quota.charge(tokens, time.monotonic())
 
 
 def call_context(request: Request) -> CallContext:

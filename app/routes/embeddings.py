@@ -6,7 +6,7 @@ from fastapi import APIRouter, Request
 from fastapi.responses import Response
 
 from app.protocol.embeddings import EmbeddingRequest, EmbeddingResponse, response_body
-from app.routes.deps import call_context, call_pool, json_bytes_response, resolve_pool
+from app.routes.deps import call_context, call_pool, charge, json_bytes_response, resolve_pool
 from deployments.common.errors import InvalidRequest
 from deployments.contract import EmbedCall
 from recipes.engines import EmbeddingEngineConfig, Task
@@ -24,6 +24,10 @@ async def create_embeddings(body: EmbeddingRequest, request: Request) -> Respons
             f"{len(inputs)} inputs in one request; this model takes at most {engine.max_inputs}",
             param="input",
         )
+    limit = request.app.state.gateway.max_token_ids
+    ids = sum(len(x) for x in inputs if isinstance(x, list))
+    if ids > limit:
+        raise InvalidRequest(f"{ids} token ids in one request; at most {limit}", param="input")
     call = EmbedCall(
         inputs=inputs,
         truncate=body.truncate,
@@ -32,4 +36,5 @@ async def create_embeddings(body: EmbeddingRequest, request: Request) -> Respons
     )
     result, pool = await call_pool(request, lambda client: client.embed(call))
     request.state.tokens = (result.prompt_tokens, 0, 0)  # for the request log
+    charge(request, pool, result.prompt_tokens, texts=len(inputs))
     return json_bytes_response(response_body(result, pool.model, body.encoding_format), pool)

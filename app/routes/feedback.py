@@ -7,6 +7,7 @@ import logging
 from fastapi import APIRouter, Request
 
 from app.protocol.feedback import FeedbackRequest, FeedbackResponse
+from app.routes.deps import caller
 from telemetry import metrics
 from telemetry.metrics import POOL_TAGS
 
@@ -16,7 +17,8 @@ logger = logging.getLogger("ray.serve")
 
 @router.post("/v1/feedback", response_model=FeedbackResponse)
 async def feedback(body: FeedbackRequest, request: Request) -> FeedbackResponse:
-    labels = request.app.state.outcomes.labels(body.request_id)
+    # only the caller's tenant's own requests match: another tenant's id reads as unknown
+    labels = request.app.state.outcomes.labels(body.request_id, caller(request).tenant)
     tags = labels or dict.fromkeys(POOL_TAGS, "unknown")
     metrics.outcomes_total().inc(1, tags={**tags, "accepted": str(body.accepted).lower()})
     logger.info(

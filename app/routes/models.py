@@ -8,7 +8,7 @@ from fastapi import APIRouter, Request
 
 from app.pools import SpeechClient
 from app.protocol.common import ModelCard, ModelList
-from app.routes.deps import registry
+from app.routes.deps import caller, registry
 from deployments.common.errors import ModelNotFound
 
 router = APIRouter(tags=["models"])
@@ -34,7 +34,7 @@ async def get_model(model_id: str, request: Request) -> ModelCard:
 async def _with_runtime(request: Request) -> ModelList:
     """The model list, with where each speech pool really runs (a GPU recipe may have fallen
     back to CPU on a host without CUDA 12 libraries)."""
-    listed = registry(request).model_list()
+    listed = ModelList(data=_visible(request))
     speech = {
         pool.spec.ref: pool.client
         for pool in registry(request).pools
@@ -50,3 +50,10 @@ async def _with_runtime(request: Request) -> ModelList:
     for card in listed.data:
         card.runtime = runtimes.get(card.recipe)
     return listed
+
+
+def _visible(request: Request) -> list[ModelCard]:
+    """The models the caller's key may use (all of them when the Gateway runs open)."""
+    key = caller(request).key
+    cards = registry(request).model_list().data
+    return [c for c in cards if key is None or key.allows_model(c.id) or key.allows_model(c.root)]

@@ -6,7 +6,7 @@ from fastapi import APIRouter, Request
 from fastapi.responses import Response
 
 from app.protocol.rerank import RerankRequest, RerankResponse, response_from_scores
-from app.routes.deps import call_context, call_pool, json_bytes_response, resolve_pool
+from app.routes.deps import call_context, call_pool, charge, json_bytes_response, resolve_pool
 from deployments.common.errors import InvalidRequest
 from deployments.contract import RerankCall
 from recipes.engines import RerankEngineConfig, Task
@@ -32,5 +32,6 @@ async def rerank(body: RerankRequest, request: Request) -> Response:
     )
     scores, pool = await call_pool(request, lambda client: client.rerank(call))
     request.state.tokens = (scores.tokens, 0, 0)  # for the request log
+    charge(request, pool, scores.tokens, documents=len(documents))
     response = response_from_scores(scores, body, documents, pool.model)
     return json_bytes_response(response.model_dump_json(exclude_none=True).encode(), pool)

@@ -97,3 +97,26 @@ def error_for_status(
     if cls is None:
         cls = InvalidRequest if 400 <= status < 500 else ServingError
     return cls(message, param=param, code=code)
+
+
+class Unauthorized(ServingError):
+    """No key, or a key the Gateway does not know."""
+
+    status_code = 401
+    error_type = "invalid_request_error"
+    code = "invalid_api_key"
+
+
+class Forbidden(ServingError):
+    """A known key asking for a model, pool or endpoint it is not allowed."""
+
+    status_code = 403
+    error_type = "permission_error"
+    code = "forbidden"
+
+
+class RateLimited(Overloaded):
+    """A key over its requests-per-minute, tokens-per-minute or concurrency quota."""
+
+    error_type = "rate_limit_error"
+    code = "rate_limit_exceeded"

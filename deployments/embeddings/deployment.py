@@ -10,6 +10,7 @@ from ray import serve
 
 from deployments.common.batching import SlotBatcher, chunked, group_size, run_flat_batch
 from deployments.common.errors import InvalidRequest, ServingError
+from deployments.common.ports import bind_replica_grpc_to_node
 from deployments.contract import EmbedCall, Embeddings
 from deployments.embeddings.engine import EmbeddingEngine, reduce_dimensions
 from recipes.engines import EmbeddingEngineConfig
@@ -26,6 +27,7 @@ class EmbeddingDeployment:
     """Implements deployments.contract.EmbeddingPool."""
 
     def __init__(self, identity: PoolIdentity, model: ModelSource, engine: EmbeddingEngineConfig):
+        bind_replica_grpc_to_node()
         self.identity = identity
         self.config = engine
         self.telemetry = PoolTelemetry(identity)

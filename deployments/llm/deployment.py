@@ -18,6 +18,7 @@ from typing import Any
 
 from ray import serve
 
+from deployments.common.ports import bind_replica_grpc_to_node
 from deployments.contract import CallContext, TokenCounts
 from deployments.llm import vllm_compat
 from deployments.llm.engine import RequestRecord, VLLMEngine
@@ -46,6 +47,7 @@ class LLMDeployment:
     """Implements deployments.contract.LLMPool."""
 
     async def __init__(self, identity: PoolIdentity, model: ModelSource, engine: LLMEngineConfig):
+        bind_replica_grpc_to_node()
         import ray
 
         self.coalesce_ms = STREAM_COALESCE_MS

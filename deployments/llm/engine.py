@@ -259,6 +259,11 @@ class VLLMEngine:
             param = ".".join(str(p) for p in first.get("loc", ())) or None
             message = first.get("msg", "invalid request").removeprefix("Value error, ")
             raise InvalidRequest(f"{param}: {message}" if param else message, param=param) from None
+        except self._client_errors as e:
+            # vLLM's own checks (`tools: []`, an empty prompt) raise their error class from
+            # inside the model's validators, not as a pydantic ValidationError
+            message = str(e.args[0]) if e.args else str(e)
+            raise InvalidRequest(message, param=getattr(e, "parameter", None)) from None
 
     def _result(self, result: Any) -> AsyncIterator[str] | dict[str, Any]:
         if isinstance(result, self._error_response):

@@ -10,6 +10,7 @@ from ray import serve
 
 from deployments.common.batching import SlotBatcher, chunked, group_size, run_flat_batch
 from deployments.common.errors import ServingError
+from deployments.common.ports import bind_replica_grpc_to_node
 from deployments.contract import RerankCall, Scores
 from deployments.rerank.engine import RerankEngine
 from recipes.engines import RerankEngineConfig
@@ -27,6 +28,7 @@ class RerankDeployment:
     """Implements deployments.contract.RerankPool."""
 
     def __init__(self, identity: PoolIdentity, model: ModelSource, engine: RerankEngineConfig):
+        bind_replica_grpc_to_node()
         self.identity = identity
         self.config = engine
         self.telemetry = PoolTelemetry(identity)

@@ -25,6 +25,7 @@ from typing import Any
 import numpy as np
 from ray import serve
 
+from deployments.common.ports import bind_replica_grpc_to_node
 from deployments.contract import (
     CallContext,
     Transcript,
@@ -47,6 +48,7 @@ class TranscriptionDeployment:
     """Implements deployments.contract.SpeechPool."""
 
     def __init__(self, identity: PoolIdentity, model: ModelSource, engine: SttEngineConfig):
+        bind_replica_grpc_to_node()
         self.identity = identity
         self.config = engine
         self.telemetry = PoolTelemetry(identity)

@@ -91,7 +91,10 @@ def candidate_application(platform: dict[str, Any], recipe: Recipe) -> dict[str,
 def _with_rollouts(config: dict[str, Any], rollouts: list[RolloutRouting]) -> dict[str, Any]:
     out = copy.deepcopy(config)
     gateway = _deployment(_app(out, APP_NAME), GATEWAY_DEPLOYMENT)
-    gateway["user_config"] = GatewayConfig(rollouts=rollouts).model_dump(mode="json")
+    # the rest of the Gateway's user_config (an auth override) stays as it is
+    current = GatewayConfig.model_validate(gateway.get("user_config") or {})
+    updated = current.model_copy(update={"rollouts": rollouts})
+    gateway["user_config"] = updated.model_dump(mode="json", exclude_none=True)
     return out
 
 
