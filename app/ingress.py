@@ -9,6 +9,7 @@ from fastapi import FastAPI
 from ray import serve
 
 from app.api import create_api
+from app.availability import ReplicaWatcher
 from app.pools import POOL_KINDS
 from app.registry import ModelRegistry, Pool, identity_of
 from recipes.rendered import AppArgs, GatewayConfig, RolloutRouting
@@ -24,6 +25,10 @@ class Gateway:
         specs = [launched.recipe for launched in args.pools]
         clients = {s.id: POOL_KINDS[s.engine.kind].client(s, handles[s.id]) for s in specs}
         self.registry = ModelRegistry(specs, clients)
+        self.watcher = ReplicaWatcher(serve.get_replica_context().app_name, clients).start()
+
+    def __del__(self) -> None:
+        self.watcher.stop()
 
     def reconfigure(self, user_config: dict[str, Any] | None) -> None:
         """Serve calls this with the Gateway's `user_config` (ops.rollout sets it): the

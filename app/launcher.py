@@ -68,6 +68,12 @@ def apply_serve_runtime(gateway: GatewaySpec, private_ports: bool = False) -> di
     return env
 
 
+def shell_exports(env: dict[str, str]) -> str:
+    """`export K=V` lines: `eval "$(python -m app.launcher CONFIG --env)"` before `ray start` or
+    `serve run` gives their Ray the Serve data path the launcher would set."""
+    return "\n".join(f"export {k}={v}" for k, v in sorted(env.items()))
+
+
 def free_port() -> int:
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
@@ -111,22 +117,25 @@ def init_local_ray(
 
 
 def deploy(config) -> None:
-    """Start Serve with the config's HTTP options and submit its applications (as `serve run`)."""
-    from ray.serve._private import api as serve_private_api  # the call `serve run` makes
-    from ray.serve.config import gRPCOptions
+    """Start Serve with the config's HTTP options and submit its applications, as `serve run`
+    and `serve deploy` do: Serve's public `serve.start`, then the controller call that Serve's
+    REST API (`serve deploy`) makes with the whole config document (Ray has no public Python
+    call that deploys a config document with its per-deployment overrides)."""
+    from ray import serve
+    from ray.serve.context import _get_global_client
 
     from telemetry.tracing import endpoint_configured
 
     if config.tracing_config is not None and endpoint_configured():
         config.tracing_config.enabled = True
         os.environ.setdefault("OTEL_SERVICE_NAME", "inference-platform")
-    client = serve_private_api.serve_start(
+    serve.start(
         http_options=config.http_options.model_dump(),
         proxy_location=config.proxy_location,
-        grpc_options=gRPCOptions(**config.grpc_options.model_dump()),
-        global_tracing_config=config.tracing_config,
+        grpc_options=config.grpc_options.model_dump(),
+        tracing_config=config.tracing_config,
     )
-    client.deploy_apps(config, _blocking=False)
+    _get_global_client().deploy_apps(config, _blocking=False)
 
 
 def wait_until_running(
@@ -214,10 +223,19 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("config", type=Path, help="rendered Serve config (serve_configs/*.yaml)")
     parser.add_argument("--port", type=int, default=None, help="override http_options.port")
     parser.add_argument("--address", default=None, help="join this Ray cluster, deploy, wait, exit")
+    parser.add_argument(
+        "--env",
+        action="store_true",
+        help="print the environment that `ray start` / `serve run` need for this config "
+        "(shell exports) and exit",
+    )
     opts = parser.parse_args(argv)
 
     config = load_serve_config(opts.config, opts.port)
     gateway = gateway_of(config)
+    if opts.env:
+        print(shell_exports(gateway.serve_runtime.env()))
+        return 0
     app_names = [a.name for a in config.applications]
     owns_ray = opts.address is None
 
