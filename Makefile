@@ -30,7 +30,7 @@ INFINITY_STAMP := $(INFINITY_VENV)/.deps-installed
 PEERS_ARGS ?=
 MODELS_STAMP := .models/.prepared
 
-.PHONY: help install models serve stop status test test-unit lint fmt bench bench-peers \
+.PHONY: help install models serve stop status test test-unit faults lint fmt bench bench-peers \
         recipes-validate recipes-render recipes-check lock clean
 
 help: ## List the targets
@@ -74,6 +74,9 @@ test: install ## Install what is needed and run the whole test suite
 	$(PY) -m ruff check .
 	$(VENV)/bin/lint-imports
 	$(PY) -m pytest $(PYTEST_ARGS)
+
+faults: install ## Faults on a `ray start` cluster with `serve deploy` (kill -9, rolling restart, stop); results/faults-cpu/ (~6 min)
+	PLATFORM_CLUSTER_TESTS=1 $(PY) -m pytest tests/cluster $(PYTEST_ARGS)
 
 test-unit: install ## Run the fast tests that need no Serve app
 	$(PY) -m pytest tests/unit $(PYTEST_ARGS)

@@ -19,6 +19,12 @@ logger = logging.getLogger("ray.serve")
 POLL_S = 1.0
 
 
+# A rolling update (new code or options, `serve deploy`) drains the old replica and starts
+# the new one: requests queue for that moment rather than fail, unless the new one waits for
+# resources that may never come.
+UNSCHEDULABLE_HINTS = ("to be scheduled", "pending", "resources")
+
+
 def unavailable_reason(deployment: Any) -> str | None:
     """Why a deployment (a `serve.status()` entry) cannot answer now, or None if it can."""
     if deployment is None:
@@ -26,8 +32,12 @@ def unavailable_reason(deployment: Any) -> str | None:
     states = {getattr(s, "value", str(s)): n for s, n in deployment.replica_states.items()}
     if states.get("RUNNING", 0):
         return None
-    waiting = ", ".join(f"{n} {state.lower()}" for state, n in states.items() if n)
     message = " ".join((deployment.message or "").split())[:300]
+    if deployment.status.value == "UPDATING" and not any(
+        hint in message.lower() for hint in UNSCHEDULABLE_HINTS
+    ):
+        return None
+    waiting = ", ".join(f"{n} {state.lower()}" for state, n in states.items() if n)
     return (
         f"no running replica ({deployment.status.value}"
         + (f"; replicas: {waiting}" if waiting else "")

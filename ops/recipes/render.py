@@ -126,7 +126,7 @@ def render(recipe_set: RecipeSet, recipes: list[Recipe]) -> dict[str, Any]:
     }
 
 
-class _PlainDumper(yaml.SafeDumper):
+class PlainDumper(yaml.SafeDumper):
     """No &anchors/*aliases: a rendered config is read by people, not only by parsers."""
 
     def ignore_aliases(self, data: Any) -> bool:
@@ -139,7 +139,7 @@ def render_text(recipe_set: RecipeSet, recipes: list[Recipe]) -> str:
         "# Do not edit: change the recipes and re-render.\n"
         "# Start it with `python -m app.launcher <this file>` (or `serve run` / `serve deploy`).\n"
     )
-    body = yaml.dump(render(recipe_set, recipes), Dumper=_PlainDumper, sort_keys=False, width=100)
+    body = yaml.dump(render(recipe_set, recipes), Dumper=PlainDumper, sort_keys=False, width=100)
     return header + body
 
 

@@ -97,6 +97,11 @@ def test_unavailable_reason_names_the_state_and_the_controllers_message():
         "Deployment has 1 replica pending scheduling)"
     )
     assert unavailable_reason(None) == "it is not deployed"
+    # A rolling update queues requests for the new replica, unless it waits for resources.
+    assert unavailable_reason(_deployment({"STARTING": 1}, "UPDATING")) is None
+    assert "pending scheduling" in unavailable_reason(
+        _deployment({"STARTING": 1}, "UPDATING", "1 replica pending scheduling")
+    )
 
 
 def test_a_stream_cut_by_a_dead_replica_ends_with_an_openai_error_event():
