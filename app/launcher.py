@@ -224,6 +224,9 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--port", type=int, default=None, help="override http_options.port")
     parser.add_argument("--address", default=None, help="join this Ray cluster, deploy, wait, exit")
     parser.add_argument(
+        "--metrics-port", type=int, default=None, help="override gateway.metrics_export_port"
+    )
+    parser.add_argument(
         "--env",
         action="store_true",
         help="print the environment that `ray start` / `serve run` need for this config "
@@ -233,6 +236,8 @@ def main(argv: list[str] | None = None) -> int:
 
     config = load_serve_config(opts.config, opts.port)
     gateway = gateway_of(config)
+    if opts.metrics_port is not None:
+        gateway.metrics_export_port = opts.metrics_port
     if opts.env:
         print(shell_exports(gateway.serve_runtime.env()))
         return 0
