@@ -82,7 +82,7 @@ def test_serve_run_answers_and_ctrl_c_stops_everything(tmp_path):
 def test_launcher_ctrl_c_stops_everything(tmp_path):
     log = tmp_path / "launcher.log"
     args = [sys.executable, "-m", "app.launcher", str(LOCAL_CONFIG), "--port", str(PORT)]
-    proc = start([*args, "--metrics-port", str(PORT + 3)], log)
+    proc = start([*args, "--metrics-port", str(HTTP_PORT - 1)], log)
     try:
         wait_ready(f"http://127.0.0.1:{PORT}", timeout_s=900)
         answers_like_the_app(f"http://127.0.0.1:{PORT}")
