@@ -58,7 +58,7 @@ class Node:
 
 @dataclass
 class RayCluster:
-    """`ray start` nodes on 127.0.0.1. Ports: `base` (GCS) and up; each node takes 40."""
+    """`ray start` nodes on 127.0.0.1. Ports: `base` (GCS) and up; each node takes 30."""
 
     base: int
     env: dict[str, str]
@@ -74,7 +74,7 @@ class RayCluster:
         return f"http://127.0.0.1:{self.base + 3}"
 
     def _ports(self, index: int) -> list[str]:
-        p = self.base + 40 * index
+        p = self.base + 30 * index
         ports = [
             f"--node-manager-port={p + 1}",
             f"--object-manager-port={p + 2}",
@@ -83,7 +83,7 @@ class RayCluster:
             f"--metrics-export-port={p + 6}",
             f"--runtime-env-agent-port={p + 7}",
             f"--min-worker-port={p + 10}",
-            f"--max-worker-port={p + 39}",
+            f"--max-worker-port={p + 29}",
         ]
         if index == 0:
             ports += [

@@ -44,7 +44,7 @@ def placement_bundles(recipe: Recipe) -> list[dict[str, float]] | None:
     return [{"CPU": cpus, "GPU": 1.0}] + [{"GPU": 1.0}] * (engine.tensor_parallel_size - 1)
 
 
-def pool_deployment(recipe: Recipe) -> dict[str, Any]:
+def pool_deployment(recipe: Recipe, resources: dict[str, float] | None = None) -> dict[str, Any]:
     spec = recipe.deployment
     scaling = spec.autoscaling
     out: dict[str, Any] = {"name": recipe.id}
@@ -73,6 +73,8 @@ def pool_deployment(recipe: Recipe) -> dict[str, Any]:
     actor["num_gpus"] = 0.0 if bundles else spec.num_gpus
     if spec.memory_gib is not None:
         actor["memory"] = int(spec.memory_gib * GIB)
+    if resources:
+        actor["resources"] = dict(sorted(resources.items()))
     out["ray_actor_options"] = actor
     if bundles:
         out["placement_group_bundles"] = bundles
@@ -89,6 +91,9 @@ def gateway_deployment(recipe_set: RecipeSet) -> dict[str, Any]:
         "max_queued_requests": gw.max_queued_requests,
         "ray_actor_options": {"num_cpus": gw.num_cpus},
     }
+    if GATEWAY_DEPLOYMENT in recipe_set.placement:
+        resources = recipe_set.placement[GATEWAY_DEPLOYMENT]
+        out["ray_actor_options"]["resources"] = dict(sorted(resources.items()))
     if gw.max_queued_requests >= 0:
         out["backpressure_config"] = {"status_code": 429, "retry_after_s": gw.retry_after_s}
     return out
@@ -110,7 +115,7 @@ def render(recipe_set: RecipeSet, recipes: list[Recipe]) -> dict[str, Any]:
     application["logging_config"] = {"encoding": "JSON", "log_level": "INFO"}
     application["args"] = args.model_dump(mode="json")
     application["deployments"] = [gateway_deployment(recipe_set)] + [
-        pool_deployment(r) for r in recipes
+        pool_deployment(r, recipe_set.placement.get(r.id)) for r in recipes
     ]
     return {
         "proxy_location": "HeadOnly",
