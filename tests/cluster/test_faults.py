@@ -117,6 +117,18 @@ def gone(procs: list[psutil.Process]) -> bool:
     return all(not p.is_running() or p.status() == psutil.STATUS_ZOMBIE for p in procs)
 
 
+def stream_error_counted() -> bool:
+    text = httpx.get(f"{base_url()}/metrics", timeout=10).text
+    return any(
+        line.startswith("ray_platform_requests_total{")
+        and 'endpoint="/v1/chat/completions"' in line
+        and 'status="503"' in line
+        and 'error_type="engine_unavailable"' in line
+        and float(line.rsplit(" ", 1)[1]) >= 1
+        for line in text.splitlines()
+    )
+
+
 def test_serve_deploy_runs_the_app_as_make_serve_does(cluster):
     models = httpx.get(f"{base_url()}/v1/models", timeout=10).json()["data"]
     assert {"smollm2-135m-instruct", "all-minilm-l6-v2", "minilm-rerank", "whisper-tiny.en"} <= {
@@ -170,6 +182,9 @@ def test_kill9_llm_replica_mid_stream(cluster, fault_rows):
 
     error = json.loads(events[-2])["error"]
     assert events[-1] == "[DONE]" and error["code"] == "engine_unavailable", events[-3:]
+    # Counted as a 503 of the platform, not as a client that went away (499): the series the
+    # 5xx and pool-unavailable alerts (ops/dashboards/alerts.yml) read.
+    wait_until(lambda: stream_error_counted(), timeout_s=90, poll_s=3)
     assert other_pool.statuses() == Counter({200: len(other_pool.outcomes)}), other_pool.outcomes
     wait_until(lambda: gone(engine), timeout_s=30)  # the EngineCore went with its replica
     fault_rows.append(
