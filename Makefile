@@ -71,6 +71,9 @@ status: ## Show Serve application and deployment status
 test: install ## Install what is needed and run the whole test suite
 	@command -v espeak-ng >/dev/null && command -v sox >/dev/null || \
 	  (apt-get update -qq && apt-get install -y -qq espeak-ng sox >/dev/null)
+	@# promtool checks ops/dashboards/alerts.yml (tests/unit/test_alerts.py)
+	@command -v promtool >/dev/null || \
+	  (apt-get update -qq && apt-get install -y -qq --no-install-recommends prometheus >/dev/null)
 	$(PY) -m ruff check .
 	$(VENV)/bin/lint-imports
 	$(PY) -m pytest $(PYTEST_ARGS)
