@@ -18,6 +18,7 @@ from tests.raycluster import RayCluster, base_env, config_on_port, wait_ready
 
 ROOT = Path(__file__).resolve().parents[2]
 LOCAL_CONFIG = ROOT / "serve_configs" / "local.yaml"
+ALERTS = ROOT / "ops" / "dashboards" / "alerts.yml"
 RAY_BASE_PORT = int(os.environ.get("TEST_CLUSTER_RAY_PORT", "6400"))
 HTTP_PORT = int(os.environ.get("TEST_CLUSTER_HTTP_PORT", "8064"))
 FAULTS_RESULTS = Path(os.environ.get("FAULTS_RESULTS", RESULTS_ROOT / "faults-cpu"))
@@ -70,6 +71,19 @@ def cluster(tmp_path_factory) -> Iterator[RayCluster]:
         yield ray_cluster
     finally:
         ray_cluster.stop()
+
+
+@pytest.fixture(scope="module")
+def prom(cluster, tmp_path_factory):
+    """Debian's prometheus scraping the cluster's app with the platform's alert rules."""
+    from tests.prometheus import PROMETHEUS, prometheus
+
+    if PROMETHEUS is None:
+        pytest.skip("prometheus missing: `make test` installs Debian's package")
+    with prometheus(
+        f"127.0.0.1:{HTTP_PORT}", tmp_path_factory.mktemp("prometheus"), [ALERTS]
+    ) as server:
+        yield server
 
 
 def base_url() -> str:

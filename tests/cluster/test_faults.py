@@ -144,10 +144,17 @@ def test_serve_deploy_runs_the_app_as_make_serve_does(cluster):
     assert status.returncode == 0 and "RUNNING" in status.stdout, status.stdout
 
 
-def test_kill9_llm_replica_mid_stream(cluster, fault_rows):
+def firing(prom, alertname: str) -> list[dict]:
+    return [
+        a for a in prom.alerts() if a["labels"]["alertname"] == alertname and a["state"] == "firing"
+    ]
+
+
+def test_kill9_llm_replica_mid_stream(cluster, prom, fault_rows):
     """The stream's client gets an OpenAI error event, new requests get 503 + Retry-After
     at once (no wait until the request timeout), embeddings are untouched, the replica comes
-    back, and its vLLM EngineCore does not outlive it."""
+    back, and its vLLM EngineCore does not outlive it. Prometheus, scraping the app with
+    ops/dashboards/alerts.yml, fires PlatformPoolUnavailable for the pool."""
     (replica,) = replica_pids(cluster.nodes[0].sid, LLM)
     engine = engine_processes(replica)
     assert any("EngineCore" in p.name() for p in engine), describe(engine)
@@ -191,6 +198,9 @@ def test_kill9_llm_replica_mid_stream(cluster, fault_rows):
     assert "499" not in chat_statuses()
     assert other_pool.statuses() == Counter({200: len(other_pool.outcomes)}), other_pool.outcomes
     wait_until(lambda: gone(engine), timeout_s=30)  # the EngineCore went with its replica
+    (alert,) = wait_until(lambda: firing(prom, "PlatformPoolUnavailable"), timeout_s=120)
+    assert alert["labels"]["pool"] == LLM
+    alert_s = time.monotonic() - t_kill
     fault_rows.append(
         {
             "fault": "kill -9 the LLM replica mid-stream",
@@ -199,7 +209,8 @@ def test_kill9_llm_replica_mid_stream(cluster, fault_rows):
             "clean_errors": "1 SSE error event; new chat requests 503 + Retry-After",
             "recover_s": recover_s,
             "note": f"{len(other_pool.outcomes)} embeddings meanwhile, all 200; "
-            "EngineCore gone with its replica",
+            f"EngineCore gone with its replica; alert PlatformPoolUnavailable firing "
+            f"{alert_s:.0f} s after the kill",
         }
     )
 
