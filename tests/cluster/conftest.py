@@ -81,7 +81,7 @@ def prom(cluster, tmp_path_factory):
     if PROMETHEUS is None:
         pytest.skip("prometheus missing: `make test` installs Debian's package")
     with prometheus(
-        f"127.0.0.1:{HTTP_PORT}", tmp_path_factory.mktemp("prometheus"), [ALERTS]
+        f"127.0.0.1:{HTTP_PORT}", tmp_path_factory.mktemp("prometheus"), [ALERTS], HTTP_PORT - 2
     ) as server:
         yield server
 
