@@ -21,7 +21,8 @@ POLL_S = 1.0
 
 # A rolling update (new code or options, `serve deploy`) drains the old replica and starts
 # the new one: requests queue for that moment rather than fail, unless the new one waits for
-# resources that may never come.
+# resources that may never come. A replica that died (any other state with none running) fails
+# fast: its replacement may take minutes (an LLM) or never come (a lost node).
 UNSCHEDULABLE_HINTS = ("to be scheduled", "pending", "resources")
 
 
@@ -33,9 +34,9 @@ def unavailable_reason(deployment: Any) -> str | None:
     if states.get("RUNNING", 0):
         return None
     message = " ".join((deployment.message or "").split())[:300]
-    if deployment.status.value == "UPDATING" and not any(
-        hint in message.lower() for hint in UNSCHEDULABLE_HINTS
-    ):
+    trigger = getattr(getattr(deployment, "status_trigger", None), "value", "")
+    rolling = deployment.status.value == "UPDATING" and trigger == "CONFIG_UPDATE_STARTED"
+    if rolling and not any(hint in message.lower() for hint in UNSCHEDULABLE_HINTS):
         return None
     waiting = ", ".join(f"{n} {state.lower()}" for state, n in states.items() if n)
     return (

@@ -81,9 +81,17 @@ def test_overload_keeps_its_retry_after():
     assert (response.status_code, response.headers["retry-after"]) == (429, "3")
 
 
-def _deployment(states: dict[str, int], status: str = "UNHEALTHY", message: str = ""):
+def _deployment(
+    states: dict[str, int],
+    status: str = "UNHEALTHY",
+    message: str = "",
+    trigger: str = "HEALTH_CHECK_FAILED",
+):
     return SimpleNamespace(
-        replica_states=states, status=SimpleNamespace(value=status), message=message
+        replica_states=states,
+        status=SimpleNamespace(value=status),
+        status_trigger=SimpleNamespace(value=trigger),
+        message=message,
     )
 
 
@@ -97,11 +105,14 @@ def test_unavailable_reason_names_the_state_and_the_controllers_message():
         "Deployment has 1 replica pending scheduling)"
     )
     assert unavailable_reason(None) == "it is not deployed"
-    # A rolling update queues requests for the new replica, unless it waits for resources.
-    assert unavailable_reason(_deployment({"STARTING": 1}, "UPDATING")) is None
+    # A rolling update queues requests for the new replica, unless it waits for resources;
+    # a replica that died does not.
+    rolling = "CONFIG_UPDATE_STARTED"
+    assert unavailable_reason(_deployment({"STARTING": 1}, "UPDATING", trigger=rolling)) is None
     assert "pending scheduling" in unavailable_reason(
-        _deployment({"STARTING": 1}, "UPDATING", "1 replica pending scheduling")
+        _deployment({"STARTING": 1}, "UPDATING", "1 replica pending scheduling", rolling)
     )
+    assert unavailable_reason(_deployment({"STARTING": 1}, "UPDATING")) is not None
 
 
 def test_a_stream_cut_by_a_dead_replica_ends_with_an_openai_error_event():
