@@ -174,6 +174,13 @@ def session_processes(sid: int) -> list[psutil.Process]:
     return found
 
 
+def is_engine_core(proc: psutil.Process) -> bool:
+    """vLLM's EngineCore process (its name is cut to 15 characters in /proc's comm)."""
+    with contextlib.suppress(psutil.Error):
+        return "EngineCore" in proc.name() or "EngineCore" in " ".join(proc.cmdline())
+    return False
+
+
 def describe(procs: list[psutil.Process]) -> list[str]:
     lines = []
     for proc in procs:

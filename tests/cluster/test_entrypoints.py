@@ -16,7 +16,15 @@ import httpx
 import pytest
 
 from tests.cluster.conftest import HTTP_PORT, LOCAL_CONFIG, cluster_env
-from tests.raycluster import BIN, ROOT, config_on_port, describe, session_processes, wait_ready
+from tests.raycluster import (
+    BIN,
+    ROOT,
+    config_on_port,
+    describe,
+    is_engine_core,
+    session_processes,
+    wait_ready,
+)
 
 PORT = HTTP_PORT + 3  # beside the cluster's (its HAProxy takes the next two)
 
@@ -52,7 +60,7 @@ def answers_like_the_app(base: str) -> None:
 
 def ctrl_c_leaves_nothing(proc: subprocess.Popen, log: Path, within_s: float = 90) -> float:
     sid = os.getsid(proc.pid)
-    assert any("EngineCore" in p.name() for p in session_processes(sid))
+    assert any(is_engine_core(p) for p in session_processes(sid))
     t0 = time.monotonic()
     proc.send_signal(signal.SIGINT)
     proc.wait(within_s)

