@@ -386,7 +386,10 @@ class ServeRuntimeSpec(Strict):
         env = {
             "RAY_SERVE_RUN_USER_CODE_IN_SEPARATE_THREAD": "0"
             if self.user_code_in_main_loop
-            else "1"
+            else "1",
+            # The raylet adopts and kills what a dead worker leaves: a replica killed with
+            # SIGKILL otherwise leaves its vLLM EngineCore (GBs of weights) running.
+            "RAY_kill_child_processes_on_worker_exit_with_raylet_subreaper": "true",
         }
         if self.ingress == "direct-haproxy":
             env |= {"RAY_SERVE_ENABLE_DIRECT_INGRESS": "1", "RAY_SERVE_ENABLE_HA_PROXY": "1"}
