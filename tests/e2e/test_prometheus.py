@@ -7,6 +7,7 @@ from __future__ import annotations
 import asyncio
 import json
 import math
+import threading
 import time
 from pathlib import Path
 
@@ -43,14 +44,18 @@ async def _burst_until_429(async_http) -> None:
     assert 429 in statuses
 
 
+# Long enough for several full KV blocks: the repeat hits the prefix cache.
+PROMPT = "Tell me about the sea. " * 12
+
+
 def traffic(http, speech: Path) -> None:
     """Every pool and every series a panel reads: streams, a repeated prompt (prefix-cache
     hits), embeddings with accepted feedback, rerank, a transcription."""
     for _ in range(2):
         body = {
             "model": LLM.model.name,
-            "messages": [{"role": "user", "content": "Say something about the sea, please."}],
-            "max_tokens": 8,
+            "messages": [{"role": "user", "content": PROMPT}],
+            "max_tokens": 16,
             "stream": True,
         }
         with http.stream("POST", "/v1/chat/completions", json=body) as r:
@@ -77,17 +82,29 @@ async def test_every_dashboard_query_returns_data(http, async_http, serve_app, t
     if "ray_platform_rejected_total" not in http.get("/metrics").text:
         await _burst_until_429(async_http)
     target = serve_app.removeprefix("http://")
+    stop = threading.Event()
+
+    def keep_sending() -> None:
+        # Gauges (running / waiting sequences, KV use) are exported while the engine steps:
+        # the dashboard is read under traffic, as it is in production.
+        while not stop.is_set():
+            traffic(http, speech)
+
     with prometheus(target, tmp_path) as prom:
-        traffic(http, speech)
-        time.sleep(6)  # the metrics agent exports every few seconds; Prometheus scrapes each 1 s
-        traffic(http, speech)
-        deadline = time.monotonic() + 60
-        while True:
-            results = {(title, expr): prom.query(expr) for title, expr in dashboard_queries()}
-            empty = [k for k, v in results.items() if not v and "gpu" not in k[1]]
-            if not empty or time.monotonic() > deadline:
-                break
-            time.sleep(3)
+        sender = threading.Thread(target=keep_sending)
+        sender.start()
+        try:
+            time.sleep(10)  # the metrics agent exports every few seconds; scrapes are 1 s apart
+            deadline = time.monotonic() + 90
+            while True:
+                results = {(t, expr): prom.query(expr) for t, expr in dashboard_queries()}
+                empty = [k for k, v in results.items() if not v and "gpu" not in k[1]]
+                if not empty or time.monotonic() > deadline:
+                    break
+                time.sleep(3)
+        finally:
+            stop.set()
+            sender.join(120)
     assert not empty, empty
     gpu = [k for k in results if "gpu" in k[1]]
     assert len(gpu) == 3 and all(not results[k] for k in gpu)  # absent on CPU, as documented
