@@ -10,6 +10,7 @@ also one that outlived its parent (a vLLM EngineCore once did), and stopping the
 from __future__ import annotations
 
 import contextlib
+import json
 import os
 import signal
 import subprocess
@@ -106,7 +107,7 @@ class RayCluster:
         args += ["--node-ip-address=127.0.0.1", f"--num-cpus={num_cpus}"]
         args += self._ports(index)
         if resources:
-            args += [f"--resources={yaml.safe_dump(resources, default_flow_style=True).strip()}"]
+            args += [f"--resources={json.dumps(resources)}"]
         log = open(self.temp_dir / f"{name}.log", "w")  # noqa: SIM115 (outlives this call)
         proc = subprocess.Popen(
             args, env=self.env, stdout=log, stderr=subprocess.STDOUT, start_new_session=True
