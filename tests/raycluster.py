@@ -120,7 +120,8 @@ class RayCluster:
         deadline = time.monotonic() + timeout_s
         while time.monotonic() < deadline:
             with contextlib.suppress(httpx.HTTPError):
-                if httpx.get(f"{self.dashboard}/api/version", timeout=2).status_code == 200:
+                # 401 is an answer too: Ray's token auth guards the API; the CLI sends the token.
+                if httpx.get(f"{self.dashboard}/api/version", timeout=2).status_code in (200, 401):
                     return
             time.sleep(1)
         raise TimeoutError(f"dashboard of {self.gcs} not up within {timeout_s}s")
