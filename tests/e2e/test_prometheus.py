@@ -44,8 +44,9 @@ async def _burst_until_429(async_http) -> None:
     assert 429 in statuses
 
 
-# Long enough for several full KV blocks: the repeat hits the prefix cache.
-PROMPT = "Tell me about the sea. " * 12
+# Long enough for full KV blocks (vLLM on CPU uses blocks of 128 tokens): the repeat hits
+# the prefix cache.
+PROMPT = "Tell me about the sea. " * 80
 
 
 def traffic(http, speech: Path) -> None:
