@@ -108,6 +108,9 @@ def init_local_ray(
     import ray
 
     ray.init(
+        # "local": always a new Ray of our own. Without it ray.init() joins a cluster that
+        # `ray start` left on the machine, and Ctrl-C would then shut down that cluster's Serve.
+        address="local",
         namespace="serve",
         include_dashboard=include_dashboard,
         dashboard_host="127.0.0.1",
