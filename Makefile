@@ -31,7 +31,7 @@ PEERS_ARGS ?=
 FUZZ_ARGS ?=
 MODELS_STAMP := .models/.prepared
 
-.PHONY: help install models serve stop status rollout test test-unit fuzz lint fmt bench bench-peers \
+.PHONY: help install models serve stop status rollout test test-unit fuzz faults lint fmt bench bench-peers \
         recipes-validate recipes-render recipes-check capacity-shape capacity-calibrate \
         capacity-plan capacity-check lock clean
 
@@ -79,9 +79,15 @@ rollout: ## Roll a recipe version out on the app `make serve` runs: make rollout
 test: install ## Install what is needed and run the whole test suite
 	@command -v espeak-ng >/dev/null && command -v sox >/dev/null || \
 	  (apt-get update -qq && apt-get install -y -qq espeak-ng sox >/dev/null)
+	@# promtool checks ops/dashboards/alerts.yml (tests/unit/test_alerts.py)
+	@command -v promtool >/dev/null || \
+	  (apt-get update -qq && apt-get install -y -qq --no-install-recommends prometheus >/dev/null)
 	$(PY) -m ruff check .
 	$(VENV)/bin/lint-imports
 	$(PY) -m pytest $(PYTEST_ARGS)
+
+faults: install ## tests/cluster: faults on `ray start` clusters (kill -9, rolling restart, node loss, stop), serve run and launcher Ctrl-C; results/faults-cpu/ (~15 min)
+	PLATFORM_CLUSTER_TESTS=1 $(PY) -m pytest tests/cluster $(PYTEST_ARGS)
 
 test-unit: install ## Run the fast tests that need no Serve app
 	$(PY) -m pytest tests/unit $(PYTEST_ARGS)

@@ -12,7 +12,7 @@ from fastapi.responses import JSONResponse, Response
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from app.protocol.common import ErrorInfo, ErrorResponse
-from deployments.common.errors import Overloaded, ServingError
+from deployments.common.errors import RetryLater, ServingError
 
 logger = logging.getLogger("ray.serve")
 
@@ -37,9 +37,15 @@ def error_json(
     return JSONResponse(status_code=status, content=body.model_dump(), headers=headers)
 
 
+def serving_error_body(exc: ServingError) -> dict:
+    """OpenAI's error object for a ServingError (a JSON response's body, or an SSE event's)."""
+    info = ErrorInfo(message=exc.message, type=exc.error_type, param=exc.param, code=exc.code)
+    return ErrorResponse(error=info).model_dump()
+
+
 def serving_error_response(exc: ServingError) -> JSONResponse:
     headers = None
-    if isinstance(exc, Overloaded):
+    if isinstance(exc, RetryLater):
         headers = {"Retry-After": str(max(1, math.ceil(exc.retry_after_s)))}
     return error_json(
         exc.status_code,

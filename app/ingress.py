@@ -10,6 +10,7 @@ from ray import serve
 
 from app.api import create_api
 from app.auth import KeyRing
+from app.availability import ReplicaWatcher
 from app.pools import POOL_KINDS
 from app.registry import ModelRegistry, Pool, identity_of
 from deployments.common.ports import bind_replica_grpc_to_node
@@ -31,6 +32,7 @@ class Gateway:
         clients = {s.id: POOL_KINDS[s.engine.kind].client(s, handles[s.id]) for s in specs}
         self.registry = ModelRegistry(specs, clients)
         self.ring = self._key_ring(args.gateway.auth)
+        self.watcher = ReplicaWatcher(serve.get_replica_context().app_name, clients).start()
 
     def _key_ring(self, auth: AuthSpec) -> KeyRing:
         """The keys of this auth source; a configured source that fails to load fails the
@@ -52,6 +54,9 @@ class Gateway:
                 extra={"event": "auth_keys"},
             )
         return KeyRing(keys, replicas=self.args.gateway.num_replicas)
+
+    def __del__(self) -> None:
+        self.watcher.stop()
 
     def reconfigure(self, user_config: dict[str, Any] | None) -> None:
         """Serve calls this with the Gateway's `user_config` (ops.rollout sets it): the

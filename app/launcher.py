@@ -108,18 +108,25 @@ def apply_serve_runtime(gateway: GatewaySpec, private_ports: bool = False) -> di
     HAProxy runs through app/haproxy/haproxy, which hardens the config Serve writes (loopback
     stats and metrics, a private admin socket, request timeouts, JSON errors).
     """
+    env = serve_env(gateway)
+    if private_ports and env.get("RAY_SERVE_ENABLE_HA_PROXY") == "1":
+        for name in (
+            "RAY_SERVE_HAPROXY_STATS_PORT",
+            "RAY_SERVE_HAPROXY_METRICS_PORT",
+            "RAY_SERVE_FALLBACK_PROXY_HTTP_PORT",
+            "RAY_SERVE_FALLBACK_PROXY_GRPC_PORT",
+        ):
+            env[name] = str(free_port())
+    os.environ.update(env)
+    return env
+
+
+def serve_env(gateway: GatewaySpec) -> dict[str, str]:
+    """The environment a Ray running this set needs: the set's Serve data path and, with the
+    HAProxy ingress, the hardening wrapper (what `--env` prints for `ray start` / `serve run`)."""
     env = gateway.serve_runtime.env()
     if env.get("RAY_SERVE_ENABLE_HA_PROXY") == "1":
         env |= haproxy_env(gateway)
-        if private_ports:
-            for name in (
-                "RAY_SERVE_HAPROXY_STATS_PORT",
-                "RAY_SERVE_HAPROXY_METRICS_PORT",
-                "RAY_SERVE_FALLBACK_PROXY_HTTP_PORT",
-                "RAY_SERVE_FALLBACK_PROXY_GRPC_PORT",
-            ):
-                env[name] = str(free_port())
-    os.environ.update(env)
     return env
 
 
@@ -169,6 +176,12 @@ def check_keys(config, gateway: GatewaySpec, log=print) -> None:
         log(f"API keys: {len(keys.keys)} key(s) for {len({k.tenant for k in keys.keys})} tenant(s)")
 
 
+def shell_exports(env: dict[str, str]) -> str:
+    """`export K=V` lines: `eval "$(python -m app.launcher CONFIG --env)"` before `ray start` or
+    `serve run` gives their Ray the Serve data path the launcher would set."""
+    return "\n".join(f"export {k}={v}" for k, v in sorted(env.items()))
+
+
 def free_port() -> int:
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
@@ -203,6 +216,9 @@ def init_local_ray(
     import ray
 
     ray.init(
+        # "local": always a new Ray of our own. Without it ray.init() joins a cluster that
+        # `ray start` left on the machine, and Ctrl-C would then shut down that cluster's Serve.
+        address="local",
         namespace="serve",
         include_dashboard=include_dashboard,
         dashboard_host="127.0.0.1",
@@ -212,22 +228,25 @@ def init_local_ray(
 
 
 def deploy(config) -> None:
-    """Start Serve with the config's HTTP options and submit its applications (as `serve run`)."""
-    from ray.serve._private import api as serve_private_api  # the call `serve run` makes
-    from ray.serve.config import gRPCOptions
+    """Start Serve with the config's HTTP options and submit its applications, as `serve run`
+    and `serve deploy` do: Serve's public `serve.start`, then the controller call that Serve's
+    REST API (`serve deploy`) makes with the whole config document (Ray has no public Python
+    call that deploys a config document with its per-deployment overrides)."""
+    from ray import serve
+    from ray.serve.context import _get_global_client
 
     from telemetry.tracing import endpoint_configured
 
     if config.tracing_config is not None and endpoint_configured():
         config.tracing_config.enabled = True
         os.environ.setdefault("OTEL_SERVICE_NAME", "inference-platform")
-    client = serve_private_api.serve_start(
+    serve.start(
         http_options=config.http_options.model_dump(),
         proxy_location=config.proxy_location,
-        grpc_options=gRPCOptions(**config.grpc_options.model_dump()),
-        global_tracing_config=config.tracing_config,
+        grpc_options=config.grpc_options.model_dump(),
+        tracing_config=config.tracing_config,
     )
-    client.deploy_apps(config, _blocking=False)
+    _get_global_client().deploy_apps(config, _blocking=False)
 
 
 def wait_until_running(
@@ -324,10 +343,24 @@ def main(argv: list[str] | None = None) -> int:
         help="free ports for HAProxy's stats/metrics and Serve's fallback proxy (another app "
         "runs on this machine)",
     )
+    parser.add_argument(
+        "--metrics-port", type=int, default=None, help="override gateway.metrics_export_port"
+    )
+    parser.add_argument(
+        "--env",
+        action="store_true",
+        help="print the environment that `ray start` / `serve run` need for this config "
+        "(shell exports) and exit",
+    )
     opts = parser.parse_args(argv)
 
     config = load_serve_config(opts.config, opts.port)
     gateway = gateway_of(config)
+    if opts.metrics_port is not None:
+        gateway.metrics_export_port = opts.metrics_port
+    if opts.env:
+        print(shell_exports(serve_env(gateway)))
+        return 0
     app_names = [a.name for a in config.applications]
     owns_ray = opts.address is None
 

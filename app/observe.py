@@ -112,7 +112,9 @@ class RequestMetricsMiddleware:
         endpoint = getattr(route, "path", "unmatched")
         pool = state.get("pool")
         labels = pool.identity.tags if pool is not None else NO_POOL
-        status = int(seen["status"]) if seen["done"] else 499  # 499: the client went away
+        # 499: the client went away. A stream that ended on an error event (its replica died
+        # mid-stream) counts with that error's status although 200 went out first.
+        status = int(state.get("stream_status", seen["status"])) if seen["done"] else 499
         error_type = state.get("error_type", "") if status >= 400 else ""
         seconds = time.time() - arrival
         tags = {"endpoint": endpoint, **labels}

@@ -15,8 +15,12 @@ from collections.abc import AsyncIterator, Callable
 from dataclasses import dataclass
 from typing import Any
 
-from ray.exceptions import RayTaskError
-from ray.serve.exceptions import BackPressureError, DeploymentUnavailableError
+from ray.exceptions import NodeDiedError, RayActorError, RayTaskError, WorkerCrashedError
+from ray.serve.exceptions import (
+    BackPressureError,
+    DeploymentUnavailableError,
+    ReplicaUnavailableError,
+)
 from ray.serve.handle import DeploymentHandle
 
 from deployments.common.batching import SlotBatcher
@@ -34,11 +38,36 @@ from deployments.contract import (
 from recipes.engines import BatchConfig, EngineKind
 from recipes.schema import RecipeSpec
 
+# A replica (or its node) that died or cannot be reached: the request may be retried
+# elsewhere, so the client gets 503 + Retry-After, never Ray's own exception.
+REPLICA_LOST = (
+    RayActorError,
+    WorkerCrashedError,
+    NodeDiedError,
+    ReplicaUnavailableError,
+    DeploymentUnavailableError,
+)
+
 
 class PoolClient:
     def __init__(self, spec: RecipeSpec, handle: DeploymentHandle):
         self.spec = spec
         self.timeout_s = spec.deployment.request_timeout_s
+        self.unavailable_reason: str | None = None
+        """Set by the Gateway's replica watcher while the pool has no running replica."""
+
+    def check_available(self) -> None:
+        """Fail fast (503) while the pool has no running replica instead of queueing the
+        request until one returns (a lost node may never come back)."""
+        if self.unavailable_reason is not None:
+            raise self.unavailable(self.unavailable_reason)
+
+    def unavailable(self, reason: str) -> EngineUnavailable:
+        return EngineUnavailable(
+            f"Pool '{self.spec.id}' of model '{self.spec.model.name}' is unavailable: "
+            f"{reason}; retry later",
+            retry_after_s=self.spec.deployment.retry_after_s,
+        )
 
     def translate(self, exc: BaseException) -> BaseException:
         """The error the client should see for an exception raised by a handle call."""
@@ -52,8 +81,8 @@ class PoolClient:
             return exc
         if isinstance(exc, BackPressureError):
             return self.overloaded()
-        if isinstance(exc, DeploymentUnavailableError):
-            return EngineUnavailable(f"Pool '{self.spec.id}' is not available: {exc}")
+        if isinstance(exc, REPLICA_LOST):
+            return self.unavailable(f"its replica was lost ({type(exc).__name__})")
         return exc
 
     def overloaded(self) -> Overloaded:
@@ -134,6 +163,7 @@ class CoalescingClient(PoolClient):
         return await self.unary(self._call.remote(calls))
 
     async def submit(self, call: Any) -> Any:
+        self.check_available()
         if self._limit is not None and self._admitted >= self._limit:
             raise self.overloaded()
         self._admitted += 1
@@ -183,11 +213,13 @@ class SpeechClient(PoolClient):
     async def transcribe(
         self, audio: bytes, options: TranscriptionOptions, context: CallContext
     ) -> Transcript:
+        self.check_available()
         return await self.unary(self._transcribe.remote(audio, options, context))
 
     async def transcribe_stream(
         self, audio: bytes, options: TranscriptionOptions, context: CallContext
     ) -> AsyncIterator[TranscriptDelta | Transcript]:
+        self.check_available()
         return await self.stream(self._transcribe_stream.remote(audio, options, context))
 
     async def runtime(self) -> dict[str, Any]:
@@ -206,9 +238,11 @@ class LLMClient(PoolClient):
         self._chat, self._completion = streaming.chat, streaming.completion
 
     async def chat(self, body: dict[str, Any], context: CallContext) -> AsyncIterator[Any]:
+        self.check_available()
         return await self.stream(self._chat.remote(body, context))
 
     async def completion(self, body: dict[str, Any], context: CallContext) -> AsyncIterator[Any]:
+        self.check_available()
         return await self.stream(self._completion.remote(body, context))
 
 
@@ -218,6 +252,8 @@ async def _empty() -> AsyncIterator[Any]:
 
 
 async def _rest(first: Any, generator: Any) -> AsyncIterator[Any]:
+    """The stream after its first item. Errors raised here come after the response started:
+    the route turns them into an SSE error event (`PoolClient.translate` first)."""
     try:
         yield first
         async for item in generator:

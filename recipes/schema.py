@@ -505,7 +505,10 @@ class ServeRuntimeSpec(Strict):
         env = {
             "RAY_SERVE_RUN_USER_CODE_IN_SEPARATE_THREAD": "0"
             if self.user_code_in_main_loop
-            else "1"
+            else "1",
+            # The raylet adopts and kills what a dead worker leaves: a replica killed with
+            # SIGKILL otherwise leaves its vLLM EngineCore (GBs of weights) running.
+            "RAY_kill_child_processes_on_worker_exit_with_raylet_subreaper": "true",
         }
         if self.ingress == "direct-haproxy":
             env |= {"RAY_SERVE_ENABLE_DIRECT_INGRESS": "1", "RAY_SERVE_ENABLE_HA_PROXY": "1"}
@@ -577,3 +580,27 @@ class RecipeSet(Versioned):
     ray_env: dict[str, str] = Field(
         default_factory=dict, description="Environment for every replica (runtime_env.env_vars)"
     )
+    placement: dict[str, dict[str, float]] = Field(
+        default_factory=dict,
+        description="Deployment (recipe id, or Gateway) -> Ray custom resources its replicas "
+        "need: a pool goes only on nodes started with them (`ray start --resources`), e.g. "
+        "{'embed-minilm-cpu': {'pool-embed': 0.01}}",
+    )
+
+    @property
+    def content_hash(self) -> str:
+        # A set without placement hashes as it did before the field existed.
+        exclude = self.unhashed | ({"placement"} if not self.placement else set())
+        return content_hash(self, exclude=exclude)
+
+    @model_validator(mode="after")
+    def _placement_names_deployments(self) -> RecipeSet:
+        names = {ref.split("@")[0] for ref in self.recipes} | {"Gateway"}
+        unknown = sorted(set(self.placement) - names)
+        if unknown:
+            raise ValueError(f"placement names no deployment of this set: {unknown}")
+        for name, resources in self.placement.items():
+            bad = sorted(k for k, v in resources.items() if v <= 0)
+            if bad:
+                raise ValueError(f"placement of {name}: amounts must be > 0: {bad}")
+        return self

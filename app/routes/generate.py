@@ -3,24 +3,28 @@ DeploymentHandle to the model's pool."""
 
 from __future__ import annotations
 
+import logging
 from collections.abc import AsyncIterator
 from typing import Any
 
+import orjson
 from fastapi import APIRouter, Request
 from fastapi.responses import JSONResponse, Response, StreamingResponse
 
 from app.context import enforce_working_context
+from app.errors import serving_error_body
 from app.pools import LLMClient
 from app.protocol.chat import ChatCompletionRequest, GenerationParams
 from app.protocol.completions import CompletionRequest
 from app.registry import Pool
 from app.routes.deps import call_context, call_pool, charge, pool_headers, resolve_pool
-from deployments.common.errors import InvalidRequest
+from deployments.common.errors import InvalidRequest, ServingError
 from deployments.contract import TokenCounts
 from recipes.engines import Task
 from recipes.schema import GatewaySpec
 
 router = APIRouter(tags=["generation"])
+logger = logging.getLogger("ray.serve")
 
 SSE_HEADERS = {"cache-control": "no-cache", "x-accel-buffering": "no"}
 
@@ -87,7 +91,10 @@ async def _encode(
     items: AsyncIterator[str | TokenCounts], request: Request, pool: Pool
 ) -> AsyncIterator[bytes]:
     """The SSE lines as bytes. The pool's closing TokenCounts item goes to the request log and
-    is charged to the tenant; a stream cut before it is charged one token per chunk sent."""
+    is charged to the tenant; a stream cut before it is charged one token per chunk sent.
+    A failure after the response started (its replica died mid-stream) ends the stream with an
+    error event in OpenAI's error shape, then `[DONE]`; the request is counted with the error's
+    status, not as a client that went away."""
     chunks = 0
     try:
         async for line in items:
@@ -96,8 +103,20 @@ async def _encode(
             else:
                 chunks += 1
                 yield line.encode()
+    except Exception as exc:
+        error = pool.client.translate(exc)
+        if not isinstance(error, ServingError):
+            logger.exception("stream of pool %s failed", pool.id)
+            error = ServingError(f"The stream from pool '{pool.id}' failed", code="stream_error")
+        request.state.error_type = error.code or error.error_type
+        request.state.stream_status = error.status_code
+        yield sse_error(error)
     finally:
         charge(request, pool, _counted_tokens(request.state) or chunks)
+
+
+def sse_error(error: ServingError) -> bytes:
+    return b"data: " + orjson.dumps(serving_error_body(error)) + b"\n\ndata: [DONE]\n\n"
 
 
 def _note_counts(item: Any, state: Any) -> None:

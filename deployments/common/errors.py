@@ -56,19 +56,25 @@ class ModelNotFound(ServingError):
     code = "model_not_found"
 
 
-class Overloaded(ServingError):
-    """A pool's queue is full: the client should retry after `retry_after_s`."""
-
-    status_code = 429
-    error_type = "rate_limit_error"
-    code = "queue_full"
+class RetryLater(ServingError):
+    """A failure the client should retry after `retry_after_s` (the Retry-After header)."""
 
     def __init__(self, message: str, *, retry_after_s: float = 1.0, **kwargs):
         super().__init__(message, **kwargs)
         self.retry_after_s = retry_after_s
 
 
-class EngineUnavailable(ServingError):
+class Overloaded(RetryLater):
+    """A pool's queue is full."""
+
+    status_code = 429
+    error_type = "rate_limit_error"
+    code = "queue_full"
+
+
+class EngineUnavailable(RetryLater):
+    """The pool has no replica that can answer (it died, or is not running yet)."""
+
     status_code = 503
     error_type = "server_error"
     code = "engine_unavailable"

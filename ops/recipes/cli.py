@@ -8,6 +8,7 @@ import typer
 
 from ops.recipes.decision import decision_path, render_decision
 from ops.recipes.diff import diff as diff_recipes
+from ops.recipes.kuberay import DEFAULT_IMAGE, KubeRayError, render_kuberay_set_id
 from ops.recipes.render import render_set_id
 from ops.recipes.validate import validate_all
 from ops.recipes.vram import describe, estimate
@@ -63,14 +64,23 @@ def render(
     set_ids: list[str] = typer.Argument(None, help="Recipe set ids (default: all)"),
     all_sets: bool = typer.Option(False, "--all", help="Render every recipe set"),
     check: bool = typer.Option(False, help="Fail if a rendered file differs; write nothing"),
+    kuberay: bool = typer.Option(
+        False,
+        "--kuberay",
+        help="Render KubeRay RayService manifests (serve_configs/kuberay/) instead",
+    ),
+    image: str = typer.Option(DEFAULT_IMAGE, help="--kuberay: the image with this project"),
 ) -> None:
-    """Render recipe sets into Ray Serve config files."""
+    """Render recipe sets into Ray Serve config files (or KubeRay RayService manifests)."""
     ids = all_set_ids() if all_sets or not set_ids else set_ids
     stale = []
     try:
         for set_id in ids:
-            _write_or_check(*render_set_id(set_id), check, stale)
-    except RecipeError as e:
+            if kuberay:
+                _write_or_check(*render_kuberay_set_id(set_id, image), check, stale)
+            else:
+                _write_or_check(*render_set_id(set_id), check, stale)
+    except (RecipeError, KubeRayError) as e:
         _fail(str(e))
     if stale:
         _fail(

@@ -46,7 +46,7 @@ def placement_bundles(recipe: Recipe) -> list[dict[str, float]] | None:
     return [{"CPU": cpus, "GPU": 1.0}] + [{"GPU": 1.0}] * (engine.tensor_parallel_size - 1)
 
 
-def pool_deployment(recipe: Recipe) -> dict[str, Any]:
+def pool_deployment(recipe: Recipe, resources: dict[str, float] | None = None) -> dict[str, Any]:
     spec = recipe.deployment
     scaling = spec.autoscaling
     out: dict[str, Any] = {"name": recipe.id}
@@ -75,6 +75,8 @@ def pool_deployment(recipe: Recipe) -> dict[str, Any]:
     actor["num_gpus"] = 0.0 if bundles else spec.num_gpus
     if spec.memory_gib is not None:
         actor["memory"] = int(spec.memory_gib * GIB)
+    if resources:
+        actor["resources"] = dict(sorted(resources.items()))
     out["ray_actor_options"] = actor
     routing = recipe.routing
     if routing is not None and routing.policy == "prefix_affinity":
@@ -101,6 +103,9 @@ def gateway_deployment(recipe_set: RecipeSet) -> dict[str, Any]:
         "max_queued_requests": gw.max_queued_requests,
         "ray_actor_options": {"num_cpus": gw.num_cpus},
     }
+    if GATEWAY_DEPLOYMENT in recipe_set.placement:
+        resources = recipe_set.placement[GATEWAY_DEPLOYMENT]
+        out["ray_actor_options"]["resources"] = dict(sorted(resources.items()))
     if gw.max_queued_requests >= 0:
         out["backpressure_config"] = {"status_code": 429, "retry_after_s": gw.retry_after_s}
     return out
@@ -122,7 +127,7 @@ def render(recipe_set: RecipeSet, recipes: list[Recipe]) -> dict[str, Any]:
     application["logging_config"] = {"encoding": "JSON", "log_level": "INFO"}
     application["args"] = _without_unset(args.model_dump(mode="json"))
     application["deployments"] = [gateway_deployment(recipe_set)] + [
-        pool_deployment(r) for r in recipes
+        pool_deployment(r, recipe_set.placement.get(r.id)) for r in recipes
     ]
     return {
         "proxy_location": "HeadOnly",
@@ -148,7 +153,7 @@ def _without_unset(args: dict[str, Any]) -> dict[str, Any]:
     return args
 
 
-class _PlainDumper(yaml.SafeDumper):
+class PlainDumper(yaml.SafeDumper):
     """No &anchors/*aliases: a rendered config is read by people, not only by parsers."""
 
     def ignore_aliases(self, data: Any) -> bool:
@@ -161,7 +166,7 @@ def render_text(recipe_set: RecipeSet, recipes: list[Recipe]) -> str:
         "# Do not edit: change the recipes and re-render.\n"
         "# Start it with `python -m app.launcher <this file>` (or `serve run` / `serve deploy`).\n"
     )
-    body = yaml.dump(render(recipe_set, recipes), Dumper=_PlainDumper, sort_keys=False, width=100)
+    body = yaml.dump(render(recipe_set, recipes), Dumper=PlainDumper, sort_keys=False, width=100)
     return header + body
 
 

@@ -353,6 +353,7 @@ def test_serve_runtime_switches_render_to_environment():
         "RAY_SERVE_RUN_USER_CODE_IN_SEPARATE_THREAD": "0",
         "RAY_SERVE_ENABLE_DIRECT_INGRESS": "1",
         "RAY_SERVE_ENABLE_HA_PROXY": "1",
+        "RAY_kill_child_processes_on_worker_exit_with_raylet_subreaper": "true",
     }
 
 

@@ -1,0 +1,183 @@
+"""Recipe set -> KubeRay `RayService` manifest: the rendered Serve config embedded as
+`serveConfigV2`, a head group (controller, proxy; no model replicas) and one worker group
+shaped like the set's node (CPUs, memory, GPUs), Ray's autoscaler on when a pool autoscales.
+
+The image must hold this project and its environment at the same commit as the manifest
+(docs/deploy.md); Ray's version is the one this environment runs, so head, workers and the
+Serve config agree.
+"""
+
+from __future__ import annotations
+
+import math
+import re
+from pathlib import Path
+from typing import Any
+
+import ray
+import yaml
+
+from ops.recipes.render import PlainDumper, render, rendered_path
+from recipes.loader import load_set, load_set_recipes
+from recipes.schema import Recipe, RecipeSet
+
+DEFAULT_IMAGE = "inference-platform:latest"
+SERVE_PORT_NAME = "serve"
+# What a head pod needs for the controller, the proxy / HAProxy and the dashboard.
+HEAD_CPUS, HEAD_MEMORY_GIB = 4, 16
+GCS_PORT, DASHBOARD_PORT, CLIENT_PORT = 6379, 8265, 10001
+LOOPBACK = ("127.0.0.1", "localhost", "::1")
+
+
+class BlockDumper(PlainDumper):
+    """Multi-line strings (the embedded Serve config) as literal blocks, readable in review."""
+
+
+def _str(dumper: yaml.SafeDumper, value: str) -> yaml.ScalarNode:
+    style = "|" if "\n" in value else None
+    return dumper.represent_scalar("tag:yaml.org,2002:str", value, style=style)
+
+
+BlockDumper.add_representer(str, _str)
+
+
+class KubeRayError(ValueError):
+    """The set cannot run as a RayService as it stands; the message says why."""
+
+
+def kuberay_path(set_id: str) -> Path:
+    """serve_configs/kuberay/<set>.yaml beside serve_configs/rendered/."""
+    return rendered_path(set_id).parent.parent / "kuberay" / f"{set_id}.yaml"
+
+
+def resource_name(set_id: str) -> str:
+    """A Kubernetes object name (DNS-1035 label) from a set id."""
+    name = re.sub(r"[^a-z0-9-]", "-", set_id.lower()).strip("-")
+    return name[:63] if name[:1].isalpha() else f"set-{name}"[:63]
+
+
+def _env(recipe_set: RecipeSet) -> list[dict[str, str]]:
+    """Every Ray node starts with the set's Serve data-path switches (they are process-wide)
+    and no model hub access."""
+    env = recipe_set.gateway.serve_runtime.env() | {
+        "HF_HUB_OFFLINE": "1",
+        "TRANSFORMERS_OFFLINE": "1",
+        "RAY_USAGE_STATS_ENABLED": "0",
+    }
+    return [{"name": k, "value": v} for k, v in sorted(env.items())]
+
+
+def _container(name: str, image: str, env: list, resources: dict, ports: list) -> dict:
+    return {
+        "name": name,
+        "image": image,
+        "env": env,
+        "resources": {"requests": resources, "limits": resources},
+        "ports": ports,
+    }
+
+
+def _autoscales(recipes: list[Recipe]) -> bool:
+    return any(
+        r.deployment.autoscaling.min_replicas != r.deployment.autoscaling.max_replicas
+        for r in recipes
+    )
+
+
+def render_rayservice(
+    recipe_set: RecipeSet,
+    recipes: list[Recipe],
+    image: str = DEFAULT_IMAGE,
+    max_workers: int = 2,
+) -> dict[str, Any]:
+    gateway = recipe_set.gateway
+    if gateway.host in LOOPBACK:
+        raise KubeRayError(
+            f"set {recipe_set.id} binds {gateway.host}: a RayService's Serve port must be "
+            "reachable from its Kubernetes Service; render a set whose gateway.host is 0.0.0.0"
+        )
+    node = recipe_set.node
+    env = _env(recipe_set)
+    serve_port = {"containerPort": gateway.port, "name": SERVE_PORT_NAME}
+    metrics_port = {"containerPort": gateway.metrics_export_port, "name": "metrics"}
+    head = _container(
+        "ray-head",
+        image,
+        env,
+        {"cpu": str(HEAD_CPUS), "memory": f"{HEAD_MEMORY_GIB}Gi"},
+        [
+            {"containerPort": GCS_PORT, "name": "gcs-server"},
+            {"containerPort": DASHBOARD_PORT, "name": "dashboard"},
+            {"containerPort": CLIENT_PORT, "name": "client"},
+            serve_port,
+            metrics_port,
+        ],
+    )
+    worker_resources: dict[str, str] = {"cpu": _quantity(node.cpus)}
+    if node.memory_gib is not None:
+        worker_resources["memory"] = f"{math.floor(node.memory_gib)}Gi"
+    if node.gpus:
+        worker_resources["nvidia.com/gpu"] = str(node.gpus)
+    worker = _container("ray-worker", image, env, worker_resources, [serve_port, metrics_port])
+    autoscale = _autoscales(recipes)
+    group = {
+        "groupName": resource_name(f"{node.accelerator}-x{node.gpus}" if node.gpus else "cpu"),
+        "replicas": 1,
+        "minReplicas": 1,
+        "maxReplicas": max_workers if autoscale else 1,
+        "rayStartParams": {"metrics-export-port": str(gateway.metrics_export_port)},
+        "template": {"spec": {"containers": [worker]}},
+    }
+    serve_config = yaml.dump(render(recipe_set, recipes), Dumper=PlainDumper, sort_keys=False)
+    spec: dict[str, Any] = {
+        "serveConfigV2": serve_config,
+        "rayClusterConfig": {
+            "rayVersion": ray.__version__,
+            "enableInTreeAutoscaling": autoscale,
+            "headGroupSpec": {
+                # No model replica on the head: num-cpus 0 keeps Serve's replicas on workers.
+                "rayStartParams": {
+                    "num-cpus": "0",
+                    "dashboard-host": "0.0.0.0",
+                    "metrics-export-port": str(gateway.metrics_export_port),
+                },
+                "template": {"spec": {"containers": [head]}},
+            },
+            "workerGroupSpecs": [group],
+        },
+    }
+    if autoscale:
+        spec["rayClusterConfig"]["autoscalerOptions"] = {
+            "upscalingMode": "Default",
+            "idleTimeoutSeconds": 300,
+        }
+    return {
+        "apiVersion": "ray.io/v1",
+        "kind": "RayService",
+        "metadata": {
+            "name": resource_name(recipe_set.id),
+            "labels": {
+                "app.kubernetes.io/name": "inference-platform",
+                "app.kubernetes.io/instance": resource_name(recipe_set.id),
+            },
+            "annotations": {"inference-platform/recipe-set": recipe_set.ref},
+        },
+        "spec": spec,
+    }
+
+
+def _quantity(cpus: float) -> str:
+    return str(int(cpus)) if float(cpus).is_integer() else f"{int(cpus * 1000)}m"
+
+
+def render_kuberay_set_id(set_id: str, image: str = DEFAULT_IMAGE) -> tuple[Path, str]:
+    recipe_set = load_set(set_id)
+    manifest = render_rayservice(recipe_set, load_set_recipes(recipe_set), image=image)
+    header = (
+        f"# KubeRay RayService for recipe set {recipe_set.ref}, rendered by\n"
+        f"# `python -m ops.recipes render --kuberay {set_id}`. Do not edit: change the recipes\n"
+        "# and re-render. `kubectl apply -f` this file (docs/deploy.md).\n"
+    )
+    return kuberay_path(set_id), header + yaml.dump(
+        manifest, Dumper=BlockDumper, sort_keys=False, width=100
+    )
