@@ -147,7 +147,13 @@ def test_haproxy_wrapper_hardens_serves_config(tmp_path, monkeypatch):
     monkeypatch.setenv("RAY_SERVE_HAPROXY_BINARY_PATH", str(HAPROXY_WRAPPER))
     real = real_haproxy_binary()
     assert Path(real).resolve() != HAPROXY_WRAPPER.resolve()
-    env = {**os.environ, "PLATFORM_HAPROXY_REAL_BINARY": real}
+    # the request-arrival timeout as the launcher passes it (an earlier launch in this process
+    # may have exported another value)
+    env = {
+        **os.environ,
+        "PLATFORM_HAPROXY_REAL_BINARY": real,
+        "PLATFORM_HAPROXY_HTTP_REQUEST_S": "30",
+    }
     run = subprocess.run(
         [str(ROOT / "app/haproxy/haproxy"), "-c", "-f", str(cfg)],
         env=env,
