@@ -342,6 +342,9 @@ def running_app(config_path: Path, port: int | None = None, log=print) -> Iterat
         wait_until_running([a.name for a in config.applications], gateway, log=log)
         yield f"http://{config.http_options.host}:{config.http_options.port}"
     finally:
+        # HAProxy first: ray.shutdown() kills the manager actor, not HAProxy, and a shutdown
+        # that aborts (seen under load) would leave it holding the app's port.
+        stop_orphans(started, node_id)
         ray.shutdown()  # the private cluster goes with everything on it, in about a second
         stop_orphans(started, node_id)
 
