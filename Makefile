@@ -107,11 +107,13 @@ fmt: install ## Format with ruff
 recipes-validate: install ## Validate every recipe and recipe set
 	$(PY) -m ops.recipes validate
 
-recipes-render: install ## Render serve_configs/local.yaml and serve_configs/rendered/*.yaml from the recipe sets
+recipes-render: install ## Render serve_configs/{local,rendered/*,kuberay/*}.yaml from the recipe sets
 	$(PY) -m ops.recipes render --all
+	$(PY) -m ops.recipes render --all --kuberay
 
-recipes-check: install ## Fail if a rendered config is out of sync with its recipes
+recipes-check: install ## Fail if a rendered config or KubeRay manifest is out of sync with its recipes
 	$(PY) -m ops.recipes render --all --check
+	$(PY) -m ops.recipes render --all --kuberay --check
 
 bench: install ## Load scenarios and HTTP-vs-in-process benchmarks against the local app (results/)
 	$(PY) -m ops.bench.local

@@ -22,7 +22,7 @@ import sys
 import threading
 import time
 from collections.abc import Iterator
-from pathlib import Path
+from pathlib import Path, PurePath
 
 import yaml
 
@@ -121,22 +121,25 @@ def apply_serve_runtime(gateway: GatewaySpec, private_ports: bool = False) -> di
     return env
 
 
-def serve_env(gateway: GatewaySpec) -> dict[str, str]:
+def serve_env(
+    gateway: GatewaySpec, project_root: PurePath = PROJECT_ROOT, pin_haproxy: bool = True
+) -> dict[str, str]:
     """The environment a Ray running this set needs: the set's Serve data path and, with the
-    HAProxy ingress, the hardening wrapper (what `--env` prints for `ray start` / `serve run`)."""
+    HAProxy ingress, the hardening wrapper (what `--env` prints for `ray start` / `serve run`).
+    `project_root` is where this tree lies on the nodes (a container image's path for KubeRay);
+    `pin_haproxy` names this machine's haproxy, else the wrapper finds the node's own."""
     env = gateway.serve_runtime.env()
     if env.get("RAY_SERVE_ENABLE_HA_PROXY") == "1":
-        env |= haproxy_env(gateway)
+        env |= {
+            "RAY_SERVE_HAPROXY_BINARY_PATH": str(
+                project_root / HAPROXY_WRAPPER.relative_to(PROJECT_ROOT)
+            ),
+            "PLATFORM_HAPROXY_HTTP_REQUEST_S": str(gateway.request_arrival_timeout_s),
+            "RAY_SERVE_HAPROXY_TIMEOUT_CLIENT_S": str(gateway.client_idle_timeout_s),
+        }
+        if pin_haproxy:
+            env["PLATFORM_HAPROXY_REAL_BINARY"] = real_haproxy_binary()
     return env
-
-
-def haproxy_env(gateway: GatewaySpec) -> dict[str, str]:
-    return {
-        "RAY_SERVE_HAPROXY_BINARY_PATH": str(HAPROXY_WRAPPER),
-        "PLATFORM_HAPROXY_REAL_BINARY": real_haproxy_binary(),
-        "PLATFORM_HAPROXY_HTTP_REQUEST_S": str(gateway.request_arrival_timeout_s),
-        "RAY_SERVE_HAPROXY_TIMEOUT_CLIENT_S": str(gateway.client_idle_timeout_s),
-    }
 
 
 def real_haproxy_binary() -> str:

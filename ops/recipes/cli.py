@@ -8,7 +8,12 @@ import typer
 
 from ops.recipes.decision import decision_path, render_decision
 from ops.recipes.diff import diff as diff_recipes
-from ops.recipes.kuberay import DEFAULT_IMAGE, KubeRayError, render_kuberay_set_id
+from ops.recipes.kuberay import (
+    DEFAULT_IMAGE,
+    LOOPBACK,
+    KubeRayError,
+    render_kuberay_set_id,
+)
 from ops.recipes.render import render_set_id
 from ops.recipes.validate import validate_all
 from ops.recipes.vram import describe, estimate
@@ -17,6 +22,7 @@ from recipes.loader import (
     all_recipe_refs,
     all_set_ids,
     load_recipe,
+    load_set,
     recipe_versions,
     split_ref,
 )
@@ -73,6 +79,9 @@ def render(
 ) -> None:
     """Render recipe sets into Ray Serve config files (or KubeRay RayService manifests)."""
     ids = all_set_ids() if all_sets or not set_ids else set_ids
+    if kuberay and (all_sets or not set_ids):
+        # Only sets whose Gateway listens beyond loopback can serve a Kubernetes Service.
+        ids = [i for i in ids if load_set(i).gateway.host not in LOOPBACK]
     stale = []
     try:
         for set_id in ids:

@@ -2,21 +2,23 @@
 `serveConfigV2`, a head group (controller, proxy; no model replicas) and one worker group
 shaped like the set's node (CPUs, memory, GPUs), Ray's autoscaler on when a pool autoscales.
 
-The image must hold this project and its environment at the same commit as the manifest
-(docs/deploy.md); Ray's version is the one this environment runs, so head, workers and the
-Serve config agree.
+The image must hold this project's tree at IMAGE_PROJECT_ROOT and its environment, at the same
+commit as the manifest (docs/deploy.md); Ray's version is the one this environment runs, so
+head, workers and the Serve config agree. A set with keys (`gateway.auth.keys_env`) reads them
+from a Kubernetes Secret the operator creates; the manifest only names it.
 """
 
 from __future__ import annotations
 
 import math
 import re
-from pathlib import Path
+from pathlib import Path, PurePosixPath
 from typing import Any
 
 import ray
 import yaml
 
+from app.launcher import serve_env
 from ops.recipes.render import PlainDumper, render, rendered_path
 from recipes.loader import load_set, load_set_recipes
 from recipes.schema import Recipe, RecipeSet
@@ -27,6 +29,8 @@ SERVE_PORT_NAME = "serve"
 HEAD_CPUS, HEAD_MEMORY_GIB = 4, 16
 GCS_PORT, DASHBOARD_PORT, CLIENT_PORT = 6379, 8265, 10001
 LOOPBACK = ("127.0.0.1", "localhost", "::1")
+IMAGE_PROJECT_ROOT = PurePosixPath("/opt/inference-platform")
+KEYS_SECRET_KEY = "keys.yaml"
 
 
 class BlockDumper(PlainDumper):
@@ -56,15 +60,31 @@ def resource_name(set_id: str) -> str:
     return name[:63] if name[:1].isalpha() else f"set-{name}"[:63]
 
 
-def _env(recipe_set: RecipeSet) -> list[dict[str, str]]:
-    """Every Ray node starts with the set's Serve data-path switches (they are process-wide)
-    and no model hub access."""
-    env = recipe_set.gateway.serve_runtime.env() | {
+def keys_secret_name(set_id: str) -> str:
+    return resource_name(f"{set_id}-api-keys")
+
+
+def _env(recipe_set: RecipeSet) -> list[dict[str, Any]]:
+    """Every Ray node starts with the set's Serve data-path switches (they are process-wide),
+    the HAProxy hardening wrapper from the image, the project importable, no model hub access
+    and, for a keyed set, the keys from its Secret (the Gateway may run on any node)."""
+    env = serve_env(recipe_set.gateway, IMAGE_PROJECT_ROOT, pin_haproxy=False) | {
+        "PYTHONPATH": str(IMAGE_PROJECT_ROOT),
         "HF_HUB_OFFLINE": "1",
         "TRANSFORMERS_OFFLINE": "1",
         "RAY_USAGE_STATS_ENABLED": "0",
     }
-    return [{"name": k, "value": v} for k, v in sorted(env.items())]
+    out: list[dict[str, Any]] = [{"name": k, "value": v} for k, v in sorted(env.items())]
+    auth = recipe_set.gateway.auth
+    if auth.keys_file:
+        raise KubeRayError(
+            f"set {recipe_set.id} reads its keys from a file (gateway.auth.keys_file); in "
+            "Kubernetes use gateway.auth.keys_env, filled from a Secret"
+        )
+    if auth.keys_env:
+        secret = {"name": keys_secret_name(recipe_set.id), "key": KEYS_SECRET_KEY}
+        out.append({"name": auth.keys_env, "valueFrom": {"secretKeyRef": secret}})
+    return out
 
 
 def _container(name: str, image: str, env: list, resources: dict, ports: list) -> dict:

