@@ -12,7 +12,9 @@ import logging
 import threading
 from typing import Any
 
-from app.pools import PoolClient
+from app.pools import CoalescingClient, PoolClient
+from app.registry import identity_of
+from telemetry.metrics import gateway_held_requests
 
 logger = logging.getLogger("ray.serve")
 
@@ -26,13 +28,21 @@ POLL_S = 1.0
 UNSCHEDULABLE_HINTS = ("to be scheduled", "pending", "resources")
 
 
+def running_replicas(deployment: Any) -> int:
+    if deployment is None:
+        return 0
+    return sum(
+        n for s, n in deployment.replica_states.items() if getattr(s, "value", str(s)) == "RUNNING"
+    )
+
+
 def unavailable_reason(deployment: Any) -> str | None:
     """Why a deployment (a `serve.status()` entry) cannot answer now, or None if it can."""
     if deployment is None:
         return "it is not deployed"
-    states = {getattr(s, "value", str(s)): n for s, n in deployment.replica_states.items()}
-    if states.get("RUNNING", 0):
+    if running_replicas(deployment):
         return None
+    states = {getattr(s, "value", str(s)): n for s, n in deployment.replica_states.items()}
     message = " ".join((deployment.message or "").split())[:300]
     trigger = getattr(getattr(deployment, "status_trigger", None), "value", "")
     rolling = deployment.status.value == "UPDATING" and trigger == "CONFIG_UPDATE_STARTED"
@@ -48,14 +58,14 @@ def unavailable_reason(deployment: Any) -> str | None:
 
 
 class ReplicaWatcher:
-    """A daemon thread that keeps each watched client's `unavailable_reason` current.
-    Pools allowed to scale to zero are not watched: a request is what starts their replica."""
+    """A daemon thread that tells each client how many replicas its pool runs, keeps its
+    `unavailable_reason` current and exports the requests the Gateway holds for it. Pools
+    allowed to scale to zero are never marked unavailable: a request is what starts their
+    replica."""
 
     def __init__(self, app_name: str, clients: dict[str, PoolClient], period_s: float = POLL_S):
         self.app_name = app_name
-        self.clients = {
-            name: c for name, c in clients.items() if c.spec.deployment.autoscaling.min_replicas > 0
-        }
+        self.clients = clients
         self.period_s = period_s
         self._stop = threading.Event()
         self._thread = threading.Thread(target=self._run, name="replica-watcher", daemon=True)
@@ -72,7 +82,13 @@ class ReplicaWatcher:
 
         app = serve.status().applications.get(self.app_name)
         deployments = app.deployments if app is not None else {}
+        held = gateway_held_requests()
         for name, client in self.clients.items():
+            client.replicas_running(running_replicas(deployments.get(name)))
+            if isinstance(client, CoalescingClient):
+                held.set(client.held, tags=identity_of(client.spec).tags)
+            if client.spec.deployment.autoscaling.min_replicas == 0:
+                continue
             reason = unavailable_reason(deployments.get(name))
             if reason != client.unavailable_reason:
                 logger.warning(

@@ -55,6 +55,11 @@ class PoolClient:
         self.timeout_s = spec.deployment.request_timeout_s
         self.unavailable_reason: str | None = None
         """Set by the Gateway's replica watcher while the pool has no running replica."""
+        self.running_replicas = 1
+
+    def replicas_running(self, count: int) -> None:
+        """The replica watcher's count of the pool's running replicas."""
+        self.running_replicas = count
 
     def check_available(self) -> None:
         """Fail fast (503) while the pool has no running replica instead of queueing the
@@ -138,6 +143,9 @@ class CoalescingClient(PoolClient):
     With `batch_wait_timeout_s` 0 a lone request goes at once; under load, requests that
     arrive while `max_concurrent_batches` calls are in flight wait and leave together (a
     request larger than `max_batch_size` items goes in a call of its own). The
+    `max_concurrent_batches` counts per running replica: a pool that scales out gets
+    proportionally more calls, and an autoscaling pool sees its demand (a fixed cap would hold
+    each replica's ongoing calls at or below the autoscaler's target, so it never scales). The
     Gateway holds at most the pool's capacity (replicas x max_ongoing_requests) plus its
     queue limit in requests; beyond that it answers 429, as the handle would.
     """
@@ -158,6 +166,17 @@ class CoalescingClient(PoolClient):
     @staticmethod
     def size(call: Any) -> int:
         raise NotImplementedError
+
+    @property
+    def held(self) -> int:
+        """Requests admitted and not yet answered."""
+        return self._admitted
+
+    def replicas_running(self, count: int) -> None:
+        super().replicas_running(count)
+        if self._coalescer is not None:
+            per_replica = self.spec.engine.coalesce.max_concurrent_batches  # type: ignore[union-attr]
+            self._coalescer.slots = per_replica * max(1, count)
 
     async def _send(self, calls: list[Any]) -> list[Any]:
         return await self.unary(self._call.remote(calls))

@@ -159,8 +159,8 @@ class BatchedEngine(Strict):
             max_batch_size=64, batch_wait_timeout_s=0.0, max_concurrent_batches=4
         ),
         description="The Gateway sends concurrent requests to this pool as one call of up to "
-        "max_batch_size items, with at most max_concurrent_batches calls in flight; null sends "
-        "each request on its own",
+        "max_batch_size items, with at most max_concurrent_batches calls in flight per running "
+        "replica; null sends each request on its own",
     )
 
 

@@ -434,6 +434,25 @@ class RecipeSpec(Versioned):
             )
         return self
 
+    @model_validator(mode="after")
+    def _autoscaler_sees_demand(self) -> RecipeSpec:
+        scaling = self.deployment.autoscaling
+        coalesce = getattr(self.engine, "coalesce", None)
+        # The Gateway sends a coalescing pool's replicas coalesce.max_concurrent_batches calls
+        # each; at or below the target the autoscaler would never add a replica.
+        if (
+            scaling.max_replicas > scaling.min_replicas
+            and coalesce is not None
+            and coalesce.max_concurrent_batches <= scaling.target_ongoing_requests
+        ):
+            raise ValueError(
+                f"engine.coalesce.max_concurrent_batches ({coalesce.max_concurrent_batches}) "
+                "must exceed deployment.autoscaling.target_ongoing_requests "
+                f"({scaling.target_ongoing_requests:g}): the Gateway sends each replica at most "
+                "that many calls, so the autoscaler would never see demand above its target"
+            )
+        return self
+
     @property
     def profiles(self) -> list[str]:
         return [self.profile, *[p for p in self.serves_profiles if p != self.profile]]

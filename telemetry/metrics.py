@@ -152,6 +152,15 @@ def cost_usd_total() -> Any:
     )
 
 
+def gateway_held_requests() -> Any:
+    return gauge(
+        "platform_gateway_held_requests",
+        "Requests the Gateway holds for a coalescing pool (waiting for a call or in one): the "
+        "pool's queue, which Serve's own queue metrics do not see",
+        POOL_TAGS,
+    )
+
+
 def pool_latency() -> Any:
     return histogram(
         "platform_pool_latency_seconds",

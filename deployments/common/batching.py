@@ -46,6 +46,8 @@ class SlotBatcher(Generic[T, R]):
         self._queue: collections.deque[tuple[T, asyncio.Future[R]]] = collections.deque()
         self._queued_size = 0
         self._busy = 0
+        self.slots = config.max_concurrent_batches
+        """Batches in flight at most; a Gateway client widens it as its pool gains replicas."""
 
     async def submit(self, item: T) -> R:
         future: asyncio.Future[R] = asyncio.get_running_loop().create_future()
@@ -55,7 +57,7 @@ class SlotBatcher(Generic[T, R]):
         return await future
 
     def _start_batches(self) -> None:
-        while self._queue and self._busy < self._config.max_concurrent_batches:
+        while self._queue and self._busy < self.slots:
             self._busy += 1
             asyncio.get_running_loop().create_task(self._one_batch())
 

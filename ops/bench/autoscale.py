@@ -4,7 +4,9 @@ quarter CPU) under an ops.loadgen ramp, then a trickle while it scales back down
 Every 2 s the platform's own `/metrics` is read: the pool's healthy replicas and Serve's
 autoscaling target (`ray_serve_deployment_replica_healthy`,
 `ray_serve_autoscaling_target_replicas`), the requests queued at the handle and running at the
-replicas (`ray_serve_deployment_queued_queries`, `ray_serve_num_ongoing_requests_at_replicas`)
+replicas (`ray_serve_deployment_queued_queries`, `ray_serve_num_ongoing_requests_at_replicas`), the
+requests the Gateway holds for the pool (`ray_platform_gateway_held_requests`: its coalescing
+queue, which Serve does not see)
 and the Gateway's mean latency per interval (`ray_platform_request_duration_seconds`). Writes
 samples, both runs' records, a plot and a table to results/autoscale-cpu/. Run it under
 /work/tools/quiet on the 2-core machine.
@@ -38,7 +40,7 @@ SETTLE_S = 90.0
 
 def sample(text: str) -> dict[str, float]:
     """The pool's numbers in one scrape of the platform's /metrics."""
-    out = {"replicas": 0.0, "target": float("nan"), "queued": 0.0, "ongoing": 0.0}
+    out = {"replicas": 0.0, "target": float("nan"), "held": 0.0, "queued": 0.0, "ongoing": 0.0}
     out |= {"latency_sum": 0.0, "latency_count": 0.0}
     for family in text_string_to_metric_families(text):
         for s in family.samples:
@@ -52,6 +54,8 @@ def sample(text: str) -> dict[str, float]:
                     out["queued"] += s.value
                 elif s.name == "ray_serve_num_ongoing_requests_at_replicas":
                     out["ongoing"] += s.value
+            if labels.get("pool") == POOL and s.name == "ray_platform_gateway_held_requests":
+                out["held"] += s.value
             if labels.get("pool") == POOL and labels.get("endpoint") == "/v1/embeddings":
                 if s.name == "ray_platform_request_duration_seconds_sum":
                     out["latency_sum"] += s.value
@@ -113,6 +117,7 @@ def plot(samples: list[dict[str, Any]], marks: dict[str, float], path: Path) -> 
     axes[0].step(t, [s["replicas"] for s in samples], where="post", label="healthy replicas")
     axes[0].step(t, [s["target"] for s in samples], where="post", ls="--", label="target")
     axes[0].set_ylabel("replicas")
+    axes[1].plot(t, [s["held"] for s in samples], label="held by the Gateway (the pool's queue)")
     axes[1].plot(t, [s["queued"] for s in samples], label="queued at the handle")
     axes[1].plot(t, [s["ongoing"] for s in samples], label="running at replicas")
     axes[1].set_ylabel("requests")
@@ -124,7 +129,7 @@ def plot(samples: list[dict[str, Any]], marks: dict[str, float], path: Path) -> 
             ax.axvline(at, color="grey", lw=0.8)
             ax.text(at, ax.get_ylim()[1], name, fontsize=7, va="top")
         ax.legend(loc="upper right", fontsize=8)
-    fig.suptitle(f"{POOL}: ops.loadgen ramp 1 -> 24 req/s, then 2 req/s (platform /metrics)")
+    fig.suptitle(f"{POOL}: ops.loadgen ramp, then a trickle (platform /metrics)")
     fig.tight_layout()
     fig.savefig(path, dpi=110)
 
@@ -146,6 +151,10 @@ def summarize(samples, marks, runs: dict[str, Any]) -> dict[str, Any]:
         "failed": failed,
         "marks": marks,
     }
+
+
+def _seconds(value: float | None) -> str:
+    return "never" if value is None else f"{value:.0f}"
 
 
 def main() -> None:
@@ -184,8 +193,8 @@ def main() -> None:
         "| peak replicas | first > 1 at (s) | back to 1 at (s) | ramp requests / failed "
         "| trickle (scale-down) requests / failed |",
         "|---|---|---|---|---|",
-        f"| {summary['peak_replicas']:g} | {summary['first_above_one_s']} "
-        f"| {summary['back_to_one_s']} "
+        f"| {summary['peak_replicas']:g} | {_seconds(summary['first_above_one_s'])} "
+        f"| {_seconds(summary['back_to_one_s'])} "
         f"| {summary['requests']['autoscale-ramp']} / {summary['failed']['autoscale-ramp']} "
         f"| {summary['requests']['autoscale-trickle']} / "
         f"{summary['failed']['autoscale-trickle']} |",

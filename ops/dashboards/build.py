@@ -41,6 +41,8 @@ PANELS: list[tuple[str, str, list[dict]]] = [
     ("Inter-token latency", "s", quantiles("ray_platform_llm_inter_token_latency_seconds")),
     ("Total latency (ingress)", "s", quantiles("ray_platform_request_duration_seconds")),
     ("Queue time (ingress arrival to compute)", "s", quantiles("ray_platform_queue_seconds")),
+    ("Requests held by the Gateway (embeddings, rerank queue)", "short", [
+        q(f"sum by (pool) (ray_platform_gateway_held_requests{{{SEL}}})", "{{pool}}")]),
     ("Tokens/s", "short", [
         q(f"sum by (pool, kind) (rate(ray_platform_llm_tokens_total{{{SEL}}}[1m]))",
           "{{pool}} {{kind}}")]),

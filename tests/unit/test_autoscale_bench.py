@@ -17,6 +17,9 @@ ray_serve_autoscaling_target_replicas{{deployment="{POOL}"}} 3.0
 ray_serve_deployment_queued_queries{{deployment="{POOL}",handle="h"}} 7.0
 # TYPE ray_serve_num_ongoing_requests_at_replicas gauge
 ray_serve_num_ongoing_requests_at_replicas{{deployment="{POOL}"}} 5.0
+# TYPE ray_platform_gateway_held_requests gauge
+ray_platform_gateway_held_requests{{pool="{POOL}",model="m"}} 12.0
+ray_platform_gateway_held_requests{{pool="other",model="m"}} 3.0
 # TYPE ray_platform_request_duration_seconds histogram
 ray_platform_request_duration_seconds_sum{{pool="{POOL}",endpoint="/v1/embeddings"}} 2.0
 ray_platform_request_duration_seconds_count{{pool="{POOL}",endpoint="/v1/embeddings"}} 10.0
@@ -26,14 +29,15 @@ ray_platform_request_duration_seconds_count{{pool="{POOL}",endpoint="/v1/embeddi
 def test_one_scrape_gives_the_pools_numbers():
     s = sample(METRICS)
     assert (s["replicas"], s["target"], s["queued"], s["ongoing"]) == (2, 3, 7, 5)
+    assert s["held"] == 12
     assert (s["latency_sum"], s["latency_count"]) == (2.0, 10.0)
 
 
 def test_latency_per_interval_and_the_scale_summary(tmp_path):
     rows = [
-        {"t": 0, "replicas": 1, "target": 1, "queued": 0, "ongoing": 0},
-        {"t": 2, "replicas": 3, "target": 3, "queued": 9, "ongoing": 8},
-        {"t": 4, "replicas": 1, "target": 1, "queued": 0, "ongoing": 0},
+        {"t": 0, "replicas": 1, "target": 1, "held": 0, "queued": 0, "ongoing": 0},
+        {"t": 2, "replicas": 3, "target": 3, "held": 20, "queued": 9, "ongoing": 8},
+        {"t": 4, "replicas": 1, "target": 1, "held": 0, "queued": 0, "ongoing": 0},
     ]
     for row, (total, count) in zip(rows, [(1.0, 10), (4.0, 20), (4.0, 20)], strict=True):
         row |= {"latency_sum": total, "latency_count": count}

