@@ -31,6 +31,9 @@ GCS_PORT, DASHBOARD_PORT, CLIENT_PORT = 6379, 8265, 10001
 LOOPBACK = ("127.0.0.1", "localhost", "::1")
 IMAGE_PROJECT_ROOT = PurePosixPath("/opt/inference-platform")
 KEYS_SECRET_KEY = "keys.yaml"
+# A worker pod being deleted first drains its Ray node: Serve starts the node's replicas
+# elsewhere (an LLM's weights load in minutes), then stops the old ones gracefully.
+DRAIN_DEADLINE_S = 300
 
 
 class BlockDumper(PlainDumper):
@@ -87,6 +90,25 @@ def _env(recipe_set: RecipeSet) -> list[dict[str, Any]]:
     return out
 
 
+def _drain_on_stop(recipes: list[Recipe]) -> tuple[dict, int]:
+    """A worker's preStop hook and its pod's termination grace period: `ray drain-node` on the
+    pod's own node (what KubeRay's autoscaler and a preemption notice do), then wait until no
+    Serve replica runs there, at most the drain deadline; the replicas' graceful shutdown and
+    a margin come on top."""
+    wait = (
+        f"for i in $(seq {DRAIN_DEADLINE_S}); do "
+        "pgrep -f 'ServeReplica:' >/dev/null || exit 0; sleep 1; done"
+    )
+    command = (
+        "ray drain-node --reason DRAIN_NODE_REASON_PREEMPTION "
+        "--reason-message 'pod terminating' "
+        f"--deadline-remaining-seconds {DRAIN_DEADLINE_S}; {wait}"
+    )
+    shutdown_s = max(r.deployment.graceful_shutdown_timeout_s for r in recipes)
+    hook = {"preStop": {"exec": {"command": ["/bin/sh", "-c", command]}}}
+    return hook, DRAIN_DEADLINE_S + math.ceil(shutdown_s) + 30
+
+
 def _container(name: str, image: str, env: list, resources: dict, ports: list) -> dict:
     return {
         "name": name,
@@ -139,6 +161,7 @@ def render_rayservice(
     if node.gpus:
         worker_resources["nvidia.com/gpu"] = str(node.gpus)
     worker = _container("ray-worker", image, env, worker_resources, [serve_port, metrics_port])
+    worker["lifecycle"], grace_s = _drain_on_stop(recipes)
     autoscale = _autoscales(recipes)
     group = {
         "groupName": resource_name(f"{node.accelerator}-x{node.gpus}" if node.gpus else "cpu"),
@@ -146,7 +169,7 @@ def render_rayservice(
         "minReplicas": 1,
         "maxReplicas": max_workers if autoscale else 1,
         "rayStartParams": {"metrics-export-port": str(gateway.metrics_export_port)},
-        "template": {"spec": {"containers": [worker]}},
+        "template": {"spec": {"containers": [worker], "terminationGracePeriodSeconds": grace_s}},
     }
     serve_config = yaml.dump(render(recipe_set, recipes), Dumper=PlainDumper, sort_keys=False)
     spec: dict[str, Any] = {

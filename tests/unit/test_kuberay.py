@@ -79,6 +79,11 @@ def test_rayservice_embeds_the_serve_config_and_the_node_shape():
     assert env["PLATFORM_API_KEYS"] == {
         "secretKeyRef": {"name": "h100x8-llama3-8b-api-keys", "key": "keys.yaml"}
     }
+    # A deleted worker pod drains its Ray node first (Serve moves the replicas, then stops the
+    # old ones gracefully: tests/cluster/test_multinode.py shows it on two `ray start` nodes).
+    (hook_cmd,) = [" ".join(container["lifecycle"]["preStop"]["exec"]["command"])]
+    assert "ray drain-node" in hook_cmd and "ServeReplica:" in hook_cmd
+    assert worker["template"]["spec"]["terminationGracePeriodSeconds"] == 300 + 30 + 30
     # Its LLM pools autoscale (1..3 replicas): Ray's autoscaler is on, a second node allowed.
     assert cluster["enableInTreeAutoscaling"] is True and worker["maxReplicas"] == 2
     assert cluster["headGroupSpec"]["rayStartParams"]["num-cpus"] == "0"
