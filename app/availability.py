@@ -28,11 +28,18 @@ POLL_S = 1.0
 UNSCHEDULABLE_HINTS = ("to be scheduled", "pending", "resources")
 
 
+# Replicas that take requests: one on a draining node (PENDING_MIGRATION) keeps serving until
+# its replacement runs elsewhere, and Serve's routers still send to it.
+SERVING_STATES = ("RUNNING", "PENDING_MIGRATION")
+
+
 def running_replicas(deployment: Any) -> int:
     if deployment is None:
         return 0
     return sum(
-        n for s, n in deployment.replica_states.items() if getattr(s, "value", str(s)) == "RUNNING"
+        n
+        for s, n in deployment.replica_states.items()
+        if getattr(s, "value", str(s)) in SERVING_STATES
     )
 
 

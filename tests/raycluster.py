@@ -153,6 +153,29 @@ class RayCluster:
         self.nodes.remove(node)
         return alive
 
+    def node_id(self, node: Node) -> str:
+        """The Ray node id, from its raylet's command line."""
+        for proc in node.processes():
+            with contextlib.suppress(psutil.Error):
+                for arg in proc.cmdline():
+                    if arg.startswith("--node_id="):
+                        return arg.removeprefix("--node_id=")
+        raise LookupError(f"no raylet found for node {node.name}")
+
+    def drain_node(self, node: Node, deadline_s: int) -> None:
+        """What a preemption notice (or KubeRay's autoscaler before it deletes a pod) does: the
+        GCS marks the node draining with a deadline; Serve moves its replicas elsewhere first."""
+        args = ["drain-node", "--address", self.gcs, "--node-id", self.node_id(node)]
+        args += ["--reason", "DRAIN_NODE_REASON_PREEMPTION", "--reason-message", "node going away"]
+        done = subprocess.run(
+            [str(BIN / "ray"), *args, "--deadline-remaining-seconds", str(deadline_s)],
+            env=self.env,
+            capture_output=True,
+            text=True,
+            timeout=60,
+        )
+        assert done.returncode == 0, done.stdout + done.stderr
+
     def kill_node(self, node: Node) -> None:
         """A node lost at once (power off): SIGKILL to every process of its session."""
         for proc in node.processes():
@@ -172,6 +195,20 @@ def session_processes(sid: int) -> list[psutil.Process]:
     for proc in psutil.process_iter():
         with contextlib.suppress(psutil.Error, ProcessLookupError):
             if os.getsid(proc.pid) == sid and proc.status() != psutil.STATUS_ZOMBIE:
+                found.append(proc)
+    return found
+
+
+def marked_processes(marker: str) -> list[psutil.Process]:
+    """Processes whose environment holds PLATFORM_TEST_MARK=marker: everything a process started
+    with it spawned (Ray's daemons, workers, vLLM's EngineCore), whatever session they run in."""
+    found = []
+    for proc in psutil.process_iter():
+        with contextlib.suppress(psutil.Error, ProcessLookupError):
+            if (
+                proc.environ().get("PLATFORM_TEST_MARK") == marker
+                and proc.status() != psutil.STATUS_ZOMBIE
+            ):
                 found.append(proc)
     return found
 

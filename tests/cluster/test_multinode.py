@@ -1,7 +1,8 @@
 """Two Ray nodes (`ray start --head` and `ray start --address`) with pools placed by the custom
 resources the recipe set `cpu-two-node` renders (`placement`): the embeddings pool on the
 worker, the Gateway and the rerank pool on the head. Removing the worker leaves embeddings
-answering a clear 503 while rerank keeps serving; a node that returns brings the pool back."""
+answering a clear 503 while rerank keeps serving; a node that returns brings the pool back.
+Draining a node (a preemption notice) moves its pool to a spare node without losing a request."""
 
 from __future__ import annotations
 
@@ -92,5 +93,36 @@ def test_node_removal_503_while_gone_others_serve_and_recovery(two_nodes, fault_
             "recover_s": recover_s,
             "note": f"time from a new node with resource pool-embed; rerank on the head: "
             f"{statuses[200]} requests, all 200",
+        }
+    )
+
+
+def test_a_drained_node_hands_its_pool_over_without_losing_a_request(two_nodes, fault_rows):
+    holder = next(n for n in two_nodes.nodes if replica_pids(n.sid, EMBED))
+    spare = two_nodes.start_node("spare", num_cpus=1, resources={"pool-embed": 1})
+    deadline_s = 120
+    with Load(lambda: embed(2, timeout=60), threads=4) as load:
+        time.sleep(3)
+        t_drain = time.monotonic()
+        two_nodes.drain_node(holder, deadline_s)
+        wait_until(lambda: bool(replica_pids(spare.sid, EMBED)), timeout_s=deadline_s, poll_s=1)
+        wait_until(lambda: not replica_pids(holder.sid, EMBED), timeout_s=deadline_s, poll_s=1)
+        moved_s = time.monotonic() - t_drain
+        time.sleep(3)  # requests keep going to the new replica
+    left = two_nodes.stop_node(holder)  # the deadline's end: the node goes away
+    statuses = load.statuses()
+    failed = sum(n for status, n in statuses.items() if status != 200)
+    assert failed == 0, [o for o in load.outcomes if o[1] != 200][:5]
+    assert embed(2).status_code == 200
+    fault_rows.append(
+        {
+            "fault": f"node holding the embeddings pool drained (ray drain-node, preemption, "
+            f"{deadline_s} s deadline), then stopped",
+            "in_flight": load.threads,
+            "failed": failed,
+            "clean_errors": "-",
+            "recover_s": moved_s,
+            "note": f"replica moved to a spare node with pool-embed before the old one stopped; "
+            f"{statuses.get(200, 0)} requests, all 200; {len(left)} processes needed SIGKILL",
         }
     )

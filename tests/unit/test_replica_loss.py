@@ -97,6 +97,9 @@ def _deployment(
 
 def test_unavailable_reason_names_the_state_and_the_controllers_message():
     assert unavailable_reason(_deployment({"RUNNING": 1, "STARTING": 1}, "HEALTHY")) is None
+    # A replica on a draining node serves until its replacement runs (Serve routes to it).
+    draining = _deployment({"PENDING_MIGRATION": 1, "STARTING": 1}, "HEALTHY")
+    assert unavailable_reason(draining) is None
     reason = unavailable_reason(
         _deployment({"STARTING": 1}, message="Deployment has 1 replica pending scheduling")
     )
