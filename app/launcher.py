@@ -352,6 +352,18 @@ def running_app(config_path: Path, port: int | None = None, log=print) -> Iterat
         stop_orphans(started, node_id)
 
 
+def shutdown_serve(timeout_s: float) -> None:
+    """Serve's graceful shutdown, bounded, in this thread. (A thread left inside a Serve call
+    when ray.shutdown() runs makes Ray's core worker end the whole process on its next call,
+    before the orphan sweep and the "stopped" line: a vLLM EngineCore could outlive it.)"""
+    from ray.serve.context import _get_global_client
+
+    try:
+        _get_global_client().shutdown(timeout_s=timeout_s)  # serve.shutdown() has no timeout
+    except Exception as exc:  # no Serve, or its controller already gone: Ray's shutdown follows
+        print(f"serve shutdown: {exc}", flush=True)
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("config", type=Path, help="rendered Serve config (serve_configs/*.yaml)")
@@ -394,7 +406,6 @@ def main(argv: list[str] | None = None) -> int:
     signal.signal(signal.SIGINT, _on_signal)
 
     import ray
-    from ray import serve
 
     try:
         check_keys(config, gateway)
@@ -447,9 +458,7 @@ def main(argv: list[str] | None = None) -> int:
     finally:
         if owns_ray:
             clear_state()
-            stopper = threading.Thread(target=serve.shutdown, daemon=True)
-            stopper.start()
-            stopper.join(GRACEFUL_SHUTDOWN_S)
+            shutdown_serve(GRACEFUL_SHUTDOWN_S)
             ray.shutdown()
             stop_orphans(started, node_id)
             print("stopped", flush=True)

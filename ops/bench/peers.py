@@ -71,7 +71,6 @@ def serve_app(config_path: Path, port: int) -> int:
     can run beside `make serve`: HTTP on `port`, HAProxy stats/metrics, dashboard and the
     metrics export on free ports. Stops Serve and Ray on SIGTERM."""
     import ray
-    from ray import serve
 
     from app.launcher import (
         GRACEFUL_SHUTDOWN_S,
@@ -80,6 +79,7 @@ def serve_app(config_path: Path, port: int) -> int:
         free_port,
         gateway_of,
         load_serve_config,
+        shutdown_serve,
         wait_until_running,
     )
 
@@ -107,9 +107,7 @@ def serve_app(config_path: Path, port: int) -> int:
         while not stop.wait(1.0):
             pass
     finally:
-        stopper = threading.Thread(target=serve.shutdown, daemon=True)
-        stopper.start()
-        stopper.join(GRACEFUL_SHUTDOWN_S)
+        shutdown_serve(GRACEFUL_SHUTDOWN_S)
         ray.shutdown()
     return 0
 

@@ -12,7 +12,7 @@ from pathlib import Path
 
 import pytest
 
-from app.launcher import gateway_of, load_serve_config
+from app.launcher import gateway_of, load_serve_config, serve_env
 from recipes.paths import RESULTS_ROOT
 from tests.raycluster import RayCluster, base_env, config_on_port, wait_ready
 
@@ -25,8 +25,9 @@ FAULTS_RESULTS = Path(os.environ.get("FAULTS_RESULTS", RESULTS_ROOT / "faults-cp
 
 
 def cluster_env(http_port: int) -> dict[str, str]:
+    """What `python -m app.launcher serve_configs/local.yaml --env` prints, for every node."""
     gateway = gateway_of(load_serve_config(LOCAL_CONFIG))
-    return base_env(gateway.serve_runtime.env(), http_port)
+    return base_env(serve_env(gateway), http_port)
 
 
 @pytest.fixture(scope="session")
