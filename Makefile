@@ -86,7 +86,7 @@ test: install ## Install what is needed and run the whole test suite
 	$(VENV)/bin/lint-imports
 	$(PY) -m pytest $(PYTEST_ARGS)
 
-faults: install ## tests/cluster: faults on `ray start` clusters (kill -9, rolling restart, node loss, stop), serve run and launcher Ctrl-C; results/faults-cpu/ (~15 min)
+faults: install ## tests/cluster: faults on `ray start` clusters (kill -9, rolling restart, SIGTERM, node loss, node drain, stop), serve run and launcher Ctrl-C; results/faults-cpu/ (~20 min)
 	PLATFORM_CLUSTER_TESTS=1 $(PY) -m pytest tests/cluster $(PYTEST_ARGS)
 
 test-unit: install ## Run the fast tests that need no Serve app
