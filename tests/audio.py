@@ -69,3 +69,12 @@ def silence_opus(seconds: float) -> bytes:
         for packet in stream.encode(None):
             out.mux(packet)
     return out_buf.getvalue()
+
+
+STT_MODEL = "whisper-tiny.en"
+
+
+def transcribe(http, data: bytes, filename: str = "speech.wav", **fields):
+    """POST /v1/audio/transcriptions of `data` to the embedded default's Whisper."""
+    form = {"model": STT_MODEL, **fields}
+    return http.post("/v1/audio/transcriptions", data=form, files={"file": (filename, data)})

@@ -8,25 +8,13 @@ import os
 import pytest
 
 from ops.quality import word_error_rate
-from tests.audio import FORMATS, FOX, PLATFORM, silence_opus, speak, transcode
+from tests.audio import FORMATS, FOX, PLATFORM, STT_MODEL, silence_opus, transcode, transcribe
 from tests.conftest import assert_openai_error
 
-MODEL = "whisper-tiny.en"
 # espeak-ng's robotic voice is hard for the smallest Whisper: these bounds are what tiny.en
 # reaches with margin (it typically misses one word of the fox sentence).
 FOX_MAX_WER = 0.25
 PLATFORM_MAX_WER = 0.3
-
-
-@pytest.fixture(scope="module")
-def speech(tmp_path_factory):
-    folder = tmp_path_factory.mktemp("speech")
-    return {"fox": speak(FOX, folder / "fox.wav"), "platform": speak(PLATFORM, folder / "plat.wav")}
-
-
-def transcribe(http, data: bytes, filename="speech.wav", **fields):
-    form = {"model": MODEL, **fields}
-    return http.post("/v1/audio/transcriptions", data=form, files={"file": (filename, data)})
 
 
 def test_json_transcript_is_accurate(http, speech):
@@ -60,7 +48,7 @@ def test_verbose_json_segments_and_words(http, speech):
     r = http.post(
         "/v1/audio/transcriptions",
         data={
-            "model": MODEL,
+            "model": STT_MODEL,
             "response_format": "verbose_json",
             "timestamp_granularities[]": ["word", "segment"],
         },
@@ -80,7 +68,7 @@ def test_verbose_json_segments_and_words(http, speech):
 
 def test_official_openai_client(openai_client, speech):
     with open(speech["fox"], "rb") as f:
-        result = openai_client.audio.transcriptions.create(model=MODEL, file=f)
+        result = openai_client.audio.transcriptions.create(model=STT_MODEL, file=f)
     assert word_error_rate(FOX, result.text) <= FOX_MAX_WER
     with open(speech["fox"], "rb") as f:
         text = openai_client.audio.transcriptions.create(
@@ -89,7 +77,7 @@ def test_official_openai_client(openai_client, speech):
     assert isinstance(text, str) and word_error_rate(FOX, text) <= FOX_MAX_WER
     with open(speech["fox"], "rb") as f:
         verbose = openai_client.audio.transcriptions.create(
-            model=MODEL,
+            model=STT_MODEL,
             file=f,
             response_format="verbose_json",
             timestamp_granularities=["word"],
@@ -114,7 +102,7 @@ async def test_eight_concurrent_transcriptions(async_http, speech):
             *(
                 client.post(
                     "/v1/audio/transcriptions",
-                    data={"model": MODEL},
+                    data={"model": STT_MODEL},
                     files={"file": ("fox.wav", data)},
                 )
                 for _ in range(8)
@@ -128,7 +116,7 @@ async def test_eight_concurrent_transcriptions(async_http, speech):
 
 
 def test_no_file_is_400(http):
-    r = http.post("/v1/audio/transcriptions", data={"model": MODEL})
+    r = http.post("/v1/audio/transcriptions", data={"model": STT_MODEL})
     assert_openai_error(r, 400, "file")
 
 

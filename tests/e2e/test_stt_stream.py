@@ -7,25 +7,11 @@ import json
 import time
 
 import numpy as np
-import pytest
 
 from deployments.stt.decode import wav_header
 from ops.quality import word_error_rate
-from tests.audio import FOX, PLATFORM, speak
+from tests.audio import FOX, PLATFORM, STT_MODEL, transcribe
 from tests.conftest import assert_openai_error
-
-MODEL = "whisper-tiny.en"
-
-
-@pytest.fixture(scope="module")
-def speech(tmp_path_factory):
-    folder = tmp_path_factory.mktemp("speech")
-    return {"fox": speak(FOX, folder / "fox.wav"), "platform": speak(PLATFORM, folder / "plat.wav")}
-
-
-def transcribe(http, data: bytes, filename="speech.wav", **fields):
-    form = {"model": MODEL, **fields}
-    return http.post("/v1/audio/transcriptions", data=form, files={"file": (filename, data)})
 
 
 def sse_events(response) -> list[dict]:
@@ -41,7 +27,7 @@ def test_stream_sends_a_delta_per_segment_then_done(http, speech):
     with http.stream(
         "POST",
         "/v1/audio/transcriptions",
-        data={"model": MODEL, "stream": "true"},
+        data={"model": STT_MODEL, "stream": "true"},
         files={"file": ("plat.wav", data)},
     ) as r:
         assert r.status_code == 200
@@ -61,7 +47,7 @@ def test_stream_sends_a_delta_per_segment_then_done(http, speech):
 
 def test_official_openai_client_reads_the_stream(openai_client, speech):
     with open(speech["fox"], "rb") as f:
-        stream = openai_client.audio.transcriptions.create(model=MODEL, file=f, stream=True)
+        stream = openai_client.audio.transcriptions.create(model=STT_MODEL, file=f, stream=True)
         events = list(stream)
     types = [e.type for e in events]
     assert types[-1] == "transcript.text.done" and "transcript.text.delta" in types
@@ -84,11 +70,11 @@ def test_stream_of_bad_audio_is_a_400_before_any_event(http):
 
 def test_models_list_reports_where_speech_runs(http):
     cards = {c["id"]: c for c in http.get("/v1/models").json()["data"]}
-    runtime = cards[MODEL]["runtime"]
+    runtime = cards[STT_MODEL]["runtime"]
     assert runtime["device"] == "cpu" and runtime["compute_type"] == "int8"
     assert runtime["requested_device"] == "cpu" and runtime["fallback_reason"] is None
     assert "runtime" not in cards["all-minilm-l6-v2"]
-    assert http.get(f"/v1/models/{MODEL}").json()["runtime"] == runtime
+    assert http.get(f"/v1/models/{STT_MODEL}").json()["runtime"] == runtime
 
 
 def test_runtime_metric_names_the_device(http):
