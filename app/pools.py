@@ -11,7 +11,8 @@ cost of the hop is paid once per batch instead of once per request.
 from __future__ import annotations
 
 import asyncio
-from collections.abc import AsyncIterator, Callable
+import contextlib
+from collections.abc import AsyncIterator, Callable, Iterator
 from dataclasses import dataclass
 from typing import Any
 
@@ -98,38 +99,36 @@ class PoolClient:
             retry_after_s=dep.retry_after_s,
         )
 
-    async def unary(self, response: Any) -> Any:
-        """Await one unary handle call within the pool's request timeout."""
+    @contextlib.contextmanager
+    def _awaiting(self, call: Any, silence: str) -> Iterator[None]:
+        """What waiting on a handle call turns into: the client leaving or the request timeout
+        cancels the call in the replica too; an error from across the hop is translated."""
         try:
-            return await asyncio.wait_for(_resolve(response), self.timeout_s)
+            yield
         except asyncio.CancelledError:
-            response.cancel()  # the client left: the replica stops this call too
+            call.cancel()  # the client left: the replica stops this call too
             raise
         except TimeoutError:
-            response.cancel()
+            call.cancel()
             raise RequestTimeout(
-                f"Pool '{self.spec.id}' did not answer within {self.timeout_s:g}s"
+                f"Pool '{self.spec.id}' {silence} within {self.timeout_s:g}s"
             ) from None
         except Exception as exc:
             raise self.translate(exc) from None
 
+    async def unary(self, response: Any) -> Any:
+        """Await one unary handle call within the pool's request timeout."""
+        with self._awaiting(response, "did not answer"):
+            return await asyncio.wait_for(_resolve(response), self.timeout_s)
+
     async def stream(self, generator: Any) -> AsyncIterator[Any]:
         """Await a streaming handle call's first item within the request timeout (so errors
         found before the first item become a status code), then the rest as they come."""
-        try:
-            first = await asyncio.wait_for(generator.__anext__(), self.timeout_s)
-        except asyncio.CancelledError:
-            generator.cancel()  # the client left before the first item: abort in the engine
-            raise
-        except StopAsyncIteration:
-            return _empty()
-        except TimeoutError:
-            generator.cancel()
-            raise RequestTimeout(
-                f"Pool '{self.spec.id}' sent nothing within {self.timeout_s:g}s"
-            ) from None
-        except Exception as exc:
-            raise self.translate(exc) from None
+        with self._awaiting(generator, "sent nothing"):
+            try:
+                first = await asyncio.wait_for(generator.__anext__(), self.timeout_s)
+            except StopAsyncIteration:
+                return _empty()
         return _rest(first, generator)
 
 

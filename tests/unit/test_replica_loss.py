@@ -15,9 +15,9 @@ from ray.serve.exceptions import DeploymentUnavailableError
 from app.availability import ReplicaWatcher, unavailable_reason
 from app.errors import serving_error_response
 from app.launcher import shell_exports
-from app.pools import EmbeddingClient, LLMClient
+from app.pools import EmbeddingClient, LLMClient, PoolClient
 from app.routes.generate import _encode
-from deployments.common.errors import EngineUnavailable, Overloaded
+from deployments.common.errors import EngineUnavailable, Overloaded, RequestTimeout
 from recipes.loader import load_recipe
 
 
@@ -163,3 +163,40 @@ def test_a_stream_cut_by_a_dead_replica_ends_with_an_openai_error_event():
 
 def test_env_exports_for_ray_start_and_serve_run():
     assert shell_exports({"B": "1", "A": "0"}) == "export A=0\nexport B=1"
+
+
+class _Call:
+    """A handle call (unary response or streaming generator) that records its cancellation."""
+
+    def __init__(self, delay_s: float):
+        self.delay_s = delay_s
+        self.cancelled = False
+
+    def cancel(self):
+        self.cancelled = True
+
+    def __await__(self):
+        return asyncio.sleep(self.delay_s, "answer").__await__()
+
+    async def __anext__(self):
+        await asyncio.sleep(self.delay_s)
+        return "first"
+
+
+async def test_a_call_past_its_timeout_or_left_by_its_client_is_cancelled_in_the_replica():
+    client = PoolClient(load_recipe("embed-minilm-cpu@1"), _Handle())
+    client.timeout_s = 0.05
+    unary, stream = _Call(1), _Call(1)
+    with pytest.raises(RequestTimeout, match=r"did not answer within 0\.05s"):
+        await client.unary(unary)
+    with pytest.raises(RequestTimeout, match=r"sent nothing within 0\.05s"):
+        await client.stream(stream)
+    assert unary.cancelled and stream.cancelled
+    client.timeout_s = 5
+    left = _Call(1)
+    task = asyncio.ensure_future(client.stream(left))
+    await asyncio.sleep(0.05)
+    task.cancel()  # the client went away before the first item
+    with pytest.raises(asyncio.CancelledError):
+        await task
+    assert left.cancelled
