@@ -28,17 +28,16 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import json
 import random
 import re
 import statistics
-import time
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
 import httpx
 
+from ops.loadgen.chat_stream import stream_chat
 from ops.quality import normalize_words
 
 RESULTS = Path(__file__).resolve().parents[2] / "results"
@@ -240,37 +239,17 @@ async def run_item(
     peak: list[float] = []
     stop = asyncio.Event()
     sampler = asyncio.create_task(_sample_kv(client, pool, peak, stop)) if pool else None
-    start = time.perf_counter()
-    text: list[str] = []
-    try:
-        async with client.stream("POST", "/v1/chat/completions", json=body, headers=headers) as r:
-            outcome.status = r.status_code
-            outcome.pool = r.headers.get("x-pool", "")
-            outcome.recipe = r.headers.get("x-recipe", "")
-            if r.status_code != 200:
-                outcome.error = (await r.aread()).decode()[:300]
-            else:
-                async for line in r.aiter_lines():
-                    if not line.startswith("data: ") or line == "data: [DONE]":
-                        continue
-                    event = json.loads(line[6:])
-                    if event.get("choices"):
-                        if outcome.ttft_s is None:
-                            outcome.ttft_s = time.perf_counter() - start
-                        text.append(event["choices"][0].get("delta", {}).get("content") or "")
-                    usage = event.get("usage")
-                    if usage:
-                        outcome.prompt_tokens = usage.get("prompt_tokens", 0)
-                        outcome.completion_tokens = usage.get("completion_tokens", 0)
-    except httpx.HTTPError as e:
-        outcome.status = outcome.status or 599
-        outcome.error = f"{type(e).__name__}: {e}"[:300]
-    outcome.latency_s = time.perf_counter() - start
+    chat = await stream_chat(client, body, headers)
+    outcome.status, outcome.error = chat.status, chat.error
+    outcome.pool, outcome.recipe = chat.pool, chat.recipe
+    outcome.ttft_s, outcome.latency_s = chat.ttft_s, chat.latency_s
+    outcome.prompt_tokens = chat.usage.get("prompt_tokens", 0)
+    outcome.completion_tokens = chat.usage.get("completion_tokens", 0)
+    outcome.reply = chat.text
     stop.set()
     if sampler is not None:
         await sampler
     outcome.kv_usage_peak = max(peak) if peak else None
-    outcome.reply = "".join(text)
     if outcome.status == 200:
         if item.kind == "passkey":
             outcome.correct = passkey_correct(outcome.reply, item.answers[0])

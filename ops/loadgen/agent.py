@@ -29,6 +29,7 @@ import httpx
 import yaml
 from pydantic import Field
 
+from ops.loadgen.chat_stream import stream_chat
 from ops.loadgen.metrics import percentiles
 from recipes.engines import Strict
 
@@ -165,44 +166,22 @@ async def _turn(
     client: httpx.AsyncClient, body: dict[str, Any], headers: dict[str, str], turn: Turn
 ) -> dict[str, Any]:
     """One streamed turn; returns the assistant message to append."""
-    content: list[str] = []
+    chat = await stream_chat(client, body, headers)
+    turn.status, turn.pool, turn.error = chat.status, chat.pool, chat.error
+    turn.ttft_s, turn.latency_s = chat.ttft_s, chat.latency_s
+    turn.prompt_tokens = chat.usage.get("prompt_tokens", 0)
+    turn.completion_tokens = chat.usage.get("completion_tokens", 0)
+    if chat.usage:
+        turn.cached_tokens = (chat.usage.get("prompt_tokens_details") or {}).get("cached_tokens")
     calls: dict[int, dict[str, Any]] = {}
-    start = time.perf_counter()
-    try:
-        async with client.stream("POST", "/v1/chat/completions", json=body, headers=headers) as r:
-            turn.status = r.status_code
-            turn.pool = r.headers.get("x-pool", "")
-            if r.status_code != 200:
-                turn.error = (await r.aread()).decode()[:300]
-            else:
-                async for line in r.aiter_lines():
-                    if not line.startswith("data: ") or line == "data: [DONE]":
-                        continue
-                    event = json.loads(line[6:])
-                    for choice in event.get("choices") or []:
-                        if turn.ttft_s is None:
-                            turn.ttft_s = time.perf_counter() - start
-                        delta = choice.get("delta") or {}
-                        content.append(delta.get("content") or "")
-                        for call in delta.get("tool_calls") or []:
-                            slot = calls.setdefault(
-                                call.get("index", 0), {"id": "", "name": "", "arguments": ""}
-                            )
-                            slot["id"] = call.get("id") or slot["id"]
-                            fn = call.get("function") or {}
-                            slot["name"] += fn.get("name") or ""
-                            slot["arguments"] += fn.get("arguments") or ""
-                    usage = event.get("usage")
-                    if usage:
-                        turn.prompt_tokens = usage.get("prompt_tokens", 0)
-                        turn.completion_tokens = usage.get("completion_tokens", 0)
-                        details = usage.get("prompt_tokens_details") or {}
-                        turn.cached_tokens = details.get("cached_tokens")
-    except httpx.HTTPError as e:
-        turn.status = turn.status or 599
-        turn.error = f"{type(e).__name__}: {e}"[:300]
-    turn.latency_s = time.perf_counter() - start
-    message: dict[str, Any] = {"role": "assistant", "content": "".join(content) or None}
+    for delta in chat.deltas:
+        for call in delta.get("tool_calls") or []:
+            slot = calls.setdefault(call.get("index", 0), {"id": "", "name": "", "arguments": ""})
+            slot["id"] = call.get("id") or slot["id"]
+            fn = call.get("function") or {}
+            slot["name"] += fn.get("name") or ""
+            slot["arguments"] += fn.get("arguments") or ""
+    message: dict[str, Any] = {"role": "assistant", "content": chat.text or None}
     if calls:
         turn.tool_call = True
         message["tool_calls"] = [

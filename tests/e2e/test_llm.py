@@ -315,3 +315,21 @@ def test_models_list_the_chat_model(http):
     cards = {m["id"]: m for m in http.get("/v1/models").json()["data"]}
     assert cards[MODEL]["task"] == "chat"
     assert cards["chat-fast"]["root"] == MODEL
+
+
+async def test_the_ops_stream_reader_reads_what_the_unary_answer_says(async_http, http):
+    """ops.loadgen.chat_stream (the agent load generator's and the long-context eval's reader)
+    against the real pool: the same reply and usage as the unary call, and a 4xx kept."""
+    from ops.loadgen.chat_stream import stream_chat
+
+    body = {"model": MODEL, "messages": PARIS, "temperature": 0, "max_tokens": 12}
+    unary = http.post("/v1/chat/completions", json=body).json()
+    streamed = {**body, "stream": True, "stream_options": {"include_usage": True}}
+    async with async_http() as client:
+        chat = await stream_chat(client, streamed, {})
+        bad = await stream_chat(client, {**streamed, "max_tokens": -1}, {})
+    assert chat.status == 200 and chat.error is None and chat.pool == POOL
+    assert chat.text == unary["choices"][0]["message"]["content"]
+    assert chat.usage["completion_tokens"] == unary["usage"]["completion_tokens"]
+    assert 0 < chat.ttft_s <= chat.latency_s
+    assert bad.status == 400 and '"error"' in bad.error and not bad.chunks
